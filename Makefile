@@ -1,0 +1,36 @@
+# One command per habit. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run test test-faults test-browser lint typecheck bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP) ## start the service on 127.0.0.1:8000 with an embedded Redis (Ctrl-C stops it)
+	$(BIN)/agentstream dev
+
+test: $(STAMP) ## run the whole test suite (starts its own Redis, gateways and workers)
+	$(BIN)/python -m pytest
+
+test-faults: $(STAMP) ## run only the fault-injection suite
+	$(BIN)/python -m pytest -m faults
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check shared gateway worker tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP) ## benchmark against the naive baseline and the in-memory ceiling (QUICK=1: < 2 min)
+	$(BIN)/agentstream bench $(if $(QUICK),--quick,)
+
+clean: ## remove the venv, data and caches
+	rm -rf $(VENV) .data bench/results/latest.json .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,100 @@
+"""The Starlette application: lifespan-owned services, routes, error mapping."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import msgspec
+from arq.connections import ArqRedis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import errors
+from gateway.context import Services, services
+from gateway.hub import Hub
+from gateway.routes import messages as message_routes
+from gateway.routes import sessions as session_routes
+from shared import connect, keys
+from shared.ids import now_ms
+from shared.messages import MessageStore
+from shared.sessions import SessionStore
+from shared.settings import Settings
+from shared.tenancy import TenantStore
+
+WORKER_ALIVE_MS = 10_000
+
+
+def create_app(settings: Settings, redis_url: str) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = connect.client(redis_url, max_connections=settings.redis_pool_size)
+        arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=msgspec.json.encode,
+                       job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
+        hub = Hub(redis_url, buffer=settings.subscriber_buffer)
+        await hub.start()
+        app.state.services = Services(settings=settings, redis=redis, arq=arq, hub=hub,
+                                      messages=MessageStore(redis, settings),
+                                      sessions=SessionStore(redis, settings), tenants=TenantStore(redis))
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await redis.aclose()
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                                     allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                                     allow_headers=["Authorization", "X-Namespace", "Content-Type",
+                                                    "Last-Event-ID", "Idempotency-Key"],
+                                     expose_headers=["X-Message-Id", "Content-Location"],
+                                     allow_credentials=False))
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *session_routes.ROUTES,
+        *message_routes.ROUTES,
+        *_optional_routes(),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+                     exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
+
+
+def _optional_routes() -> list[Route]:
+    out: list[Route] = []
+    for module in ("gateway.routes.events", "gateway.routes.confirmations", "gateway.routes.dataplane",
+                   "gateway.routes.openapi"):
+        try:
+            mod = __import__(module, fromlist=["ROUTES"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        out.extend(mod.ROUTES)
+    return out
+
+
+async def healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def readyz(request: Request) -> Response:
+    svc = services(request)
+    checks = {"redis": False, "workers": 0, "live_path": svc.hub.connected, "draining": svc.draining}
+    try:
+        await svc.redis.ping()
+        checks["redis"] = True
+        checks["workers"] = await svc.redis.zcount(keys.WORKERS, now_ms() - WORKER_ALIVE_MS, "+inf")
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        checks["error"] = str(exc)
+    except Exception as exc:  # redis-py's own error classes
+        checks["error"] = str(exc)
+    ready = checks["redis"] and checks["workers"] > 0 and checks["live_path"] and not svc.draining
+    return Response(msgspec.json.encode({"status": "ready" if ready else "not_ready", **checks}),
+                    status_code=200 if ready else 503, media_type="application/json",
+                    headers=None if ready else {"Retry-After": "1"})

@@ -1,0 +1,28 @@
+"""Who is calling and in which namespace: Bearer key, then ``X-Namespace`` or ``?namespace=``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from gateway.context import services
+from shared.tenancy import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    namespace_id: str
+
+
+async def authenticate(request: Request) -> Caller:
+    svc = services(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    key = token.strip() if scheme.lower() == "bearer" else None
+    principal = await svc.tenants.authenticate(key)
+    given = request.headers.get("x-namespace") or request.query_params.get("namespace")
+    ns_id = await svc.tenants.resolve_namespace(principal, given)
+    request.state.key_hash = principal.key_hash
+    return Caller(principal, ns_id)

@@ -1,0 +1,84 @@
+"""Request bodies: size limit, JSON syntax (400), schema (422, unknown keys named)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from shared.errors import BadRequest, Invalid, PayloadTooLarge
+
+T = TypeVar("T")
+_UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`(?: - at `([^`]*)`)?")
+_AT = re.compile(r" - at `([^`]*)`$")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Refuses an oversized body from its Content-Length, or while it streams in."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body over {limit} bytes", code="body_too_large",
+                              details={"limit_bytes": limit})
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body over {limit} bytes", code="body_too_large",
+                                  details={"limit_bytes": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(raw: bytes, type_: type[T], *, optional: bool = False) -> T:
+    if not raw.strip():
+        if optional:
+            return msgspec.convert({}, type_)
+        raise Invalid("Request body is required", code="body_required")
+    try:
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"Malformed JSON: {exc}", code="malformed_json") from None
+    return convert(data, type_)
+
+
+def convert(data: Any, type_: type[T]) -> T:
+    try:
+        return msgspec.convert(data, type_)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _UNKNOWN.match(text)
+        if m:
+            path = m.group(2) or "$"
+            field = m.group(1)
+            raise Invalid(
+                f"Unknown key {field!r} at {path}; accepted keys: {', '.join(accepted_keys(type_, path))}",
+                code="extra_forbidden",
+                details={"field": field, "path": path, "accepted_keys": accepted_keys(type_, path)},
+            ) from None
+        at = _AT.search(text)
+        raise Invalid(text, code="invalid_body",
+                      details={"path": at.group(1) if at else "$", "reason": _AT.sub("", text)}) from None
+
+
+def accepted_keys(type_: Any, path: str) -> list[str]:
+    """The fields of the struct found at a msgspec error path like ``$.agent_config``."""
+    import typing
+
+    current: Any = type_
+    for part in [p for p in path.lstrip("$").split(".") if p]:
+        if "[" in part:
+            return []
+        hints = typing.get_type_hints(current) if isinstance(current, type) else {}
+        nxt = hints.get(part)
+        for arg in typing.get_args(nxt) or (nxt,):
+            if isinstance(arg, type) and issubclass(arg, msgspec.Struct):
+                current = arg
+                break
+        else:
+            return []
+    if isinstance(current, type) and issubclass(current, msgspec.Struct):
+        return list(current.__struct_fields__)
+    return []

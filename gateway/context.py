@@ -1,0 +1,31 @@
+"""The per-process services the routes use, created by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from arq.connections import ArqRedis
+from starlette.requests import Request
+
+from gateway.hub import Hub
+from shared.messages import MessageStore
+from shared.sessions import SessionStore
+from shared.settings import Settings
+from shared.tenancy import TenantStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: aioredis.Redis
+    arq: ArqRedis
+    hub: Hub
+    messages: MessageStore
+    sessions: SessionStore
+    tenants: TenantStore
+    draining: bool = False
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]

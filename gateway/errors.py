@@ -1,0 +1,65 @@
+"""The one place where errors become the API's ``ErrorResponse`` shape (reference §6)."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared.errors import ApiError
+from shared.models import ErrorDetail, ErrorResponse
+
+log = logging.getLogger("agentstream.gateway")
+_encoder = msgspec.json.Encoder()
+
+_HTTP_TYPES = {
+    400: "BadRequestError", 401: "UnauthorizedError", 403: "ForbiddenError", 404: "NotFoundError",
+    405: "MethodNotAllowedError", 409: "ConflictError", 413: "PayloadTooLargeError",
+    422: "ValidationError", 429: "RateLimitError", 500: "InternalError", 503: "ServiceUnavailableError",
+}
+
+
+def error_response(status: int, message: str, type_: str | None = None, code: str | None = None,
+                   details: dict | None = None, headers: dict[str, str] | None = None) -> Response:
+    body = ErrorResponse(status=status, error=ErrorDetail(
+        message=message, type=type_ or _HTTP_TYPES.get(status, "Error"), code=code, details=details))
+    return Response(_encoder.encode(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.type, exc.code, exc.details, exc.headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "route_not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return error_response(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
+
+
+async def redis_down(request: Request, exc: Exception) -> Response:
+    log.warning("redis unavailable: %s", exc)
+    return error_response(503, "Storage is unavailable; retry shortly", code="redis_unavailable",
+                          details={"retryable": True, "retry_after_seconds": 1},
+                          headers={"Retry-After": "1"})
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "Internal server error", code="internal_error")
+
+
+HANDLERS = {
+    ApiError: api_error,
+    HTTPException: http_error,
+    RedisConnectionError: redis_down,
+    RedisTimeoutError: redis_down,
+    ConnectionError: redis_down,
+    Exception: unexpected,
+}

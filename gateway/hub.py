@@ -1,0 +1,269 @@
+"""One live path per gateway process.
+
+The worker's append script PUBLISHes every new stream entry (``id\\ntype\\npayload``) on the
+message's channel in the same atomic step as the XADD. The hub holds ONE subscriber connection
+for all of this process's open streams, parses replies with hiredis in batches, and hands each
+entry to the subscriptions of its channel. Streams stay the record: a subscription that falls
+behind (buffer full) or that lost the connection is told to catch up by reading the stream
+itself, so no client can grow the gateway's memory or slow the others.
+
+The connection is raw RESP over asyncio streams rather than redis-py's PubSub: the live path is
+the hot path (one reply per delivered event) and redis-py builds a dict per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from urllib.parse import unquote, urlparse
+
+import hiredis
+
+log = logging.getLogger("agentstream.hub")
+
+LiveEntry = tuple[bytes, bytes, bytes]  # (id, type, payload)
+
+
+class HubClosed(ConnectionError):
+    """The hub's connection went away; subscribers must end and let clients reconnect."""
+
+
+class Subscription:
+    __slots__ = ("channel", "queue", "limit", "lagging", "wake", "closed", "_hub")
+
+    def __init__(self, hub: Hub, channel: bytes, limit: int) -> None:
+        self._hub = hub
+        self.channel = channel
+        self.queue: deque[LiveEntry] = deque()
+        self.limit = limit
+        self.lagging = False  # the queue overflowed: read the stream to catch up
+        self.wake = asyncio.Event()
+        self.closed: str | None = None  # reason, when the hub can no longer feed us
+
+    def push(self, entry: LiveEntry) -> None:
+        if self.lagging:
+            pass  # the catch-up read will find it in the stream
+        elif len(self.queue) >= self.limit:
+            self.queue.clear()
+            self.lagging = True
+        else:
+            self.queue.append(entry)
+        self.wake.set()
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
+        self.wake.set()
+
+    def drain(self) -> list[LiveEntry]:
+        items = list(self.queue)
+        self.queue.clear()
+        return items
+
+    def unsubscribe(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class _Channel:
+    __slots__ = ("subs", "pending", "ready", "unsubscribing")
+
+    def __init__(self) -> None:
+        self.subs: set[Subscription] = set()
+        self.pending = 0  # SUBSCRIBE commands sent whose confirmation has not arrived
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.unsubscribing = False
+
+
+def _command(*parts: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for p in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(p), p))
+    return b"".join(out)
+
+
+class Hub:
+    def __init__(self, url: str, buffer: int = 1024, idle_unsubscribe_s: float = 5.0) -> None:
+        self.url = url
+        self.buffer = buffer
+        self.idle_unsubscribe_s = idle_unsubscribe_s
+        self.channels: dict[bytes, _Channel] = {}
+        self._idle: dict[bytes, float] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.delivered = 0  # entries handed to subscriptions (for tests and the bench)
+
+    # lifecycle
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name="hub-reader"),
+                       asyncio.create_task(self._sweep(), name="hub-sweep")]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), 5)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._close_all("shutdown")
+        if self._writer:
+            self._writer.close()
+
+    def close_all(self, reason: str) -> None:
+        """Tell every open stream to end (graceful shutdown: clients reconnect elsewhere)."""
+        self._close_all(reason)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # subscriptions
+
+    async def subscribe(self, channel: str, timeout_s: float = 5.0) -> Subscription:
+        """Register for live entries and return once Redis confirms the subscription, so a
+        stream read issued afterwards cannot miss an entry published in between."""
+        if not self._connected.is_set():
+            raise HubClosed("live path not connected")
+        name = channel.encode()
+        sub = Subscription(self, name, self.buffer)
+        state = self.channels.get(name)
+        if state is None:
+            state = self.channels[name] = _Channel()
+        self._idle.pop(name, None)
+        if state.unsubscribing or (state.pending == 0 and not state.ready.done()):
+            state.unsubscribing = False
+            if state.ready.done():
+                state.ready = asyncio.get_running_loop().create_future()
+            state.pending += 1
+            self._send(_command(b"SUBSCRIBE", name))
+        state.subs.add(sub)
+        try:
+            await asyncio.wait_for(asyncio.shield(state.ready), timeout_s)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        state = self.channels.get(sub.channel)
+        if state is None:
+            return
+        state.subs.discard(sub)
+        if not state.subs:
+            # Lazily: a client that reconnects at once finds the channel still subscribed.
+            self._idle[sub.channel] = asyncio.get_running_loop().time()
+
+    def subscriber_count(self) -> int:
+        return sum(len(s.subs) for s in self.channels.values())
+
+    # internals
+
+    def _send(self, data: bytes) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(data)
+
+    def _close_all(self, reason: str) -> None:
+        for state in self.channels.values():
+            for sub in list(state.subs):
+                sub.close(reason)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        u = urlparse(self.url)
+        if u.scheme == "unix":
+            reader, writer = await asyncio.open_unix_connection(unquote(u.path))
+        else:
+            ssl = u.scheme == "rediss"
+            reader, writer = await asyncio.open_connection(u.hostname or "127.0.0.1", u.port or 6379, ssl=ssl)
+        if u.password:
+            auth = [b"AUTH"] + ([unquote(u.username).encode()] if u.username else []) + [unquote(u.password).encode()]
+            writer.write(_command(*auth))
+            rd = hiredis.Reader()
+            while (reply := rd.gets()) is False:
+                rd.feed(await reader.read(4096))
+            if isinstance(reply, hiredis.ReplyError):
+                raise ConnectionError(f"hub AUTH failed: {reply}")
+        writer.write(_command(b"CLIENT", b"SETNAME", b"agentstream-hub"))
+        return reader, writer
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while not self._stopping:
+            try:
+                reader, writer = await self._connect()
+            except (OSError, ConnectionError) as exc:
+                log.warning("hub: cannot connect to Redis (%s); retrying", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            self._writer = writer
+            # Subscriptions that survived a reconnect were told to end (their clients resume);
+            # channels without subscribers are simply forgotten.
+            self.channels = {n: s for n, s in self.channels.items() if s.subs and not s.unsubscribing}
+            for name, state in self.channels.items():
+                state.pending = 1
+                state.ready = asyncio.get_running_loop().create_future()
+                writer.write(_command(b"SUBSCRIBE", name))
+            self._connected.set()
+            try:
+                await self._read_loop(reader)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
+                log.warning("hub: lost Redis connection (%s)", exc)
+            finally:
+                self._connected.clear()
+                self._writer = None
+                writer.close()
+                self._close_all("redis_connection_lost")
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        rd = hiredis.Reader()
+        channels = self.channels
+        while True:
+            data = await reader.read(262_144)
+            if not data:
+                raise ConnectionError("connection closed by Redis")
+            rd.feed(data)
+            while (reply := rd.gets()) is not False:
+                if type(reply) is not list:
+                    continue  # replies to AUTH / CLIENT SETNAME
+                kind = reply[0]
+                if kind == b"message":
+                    state = channels.get(reply[1])
+                    if state is None:
+                        continue
+                    parts = reply[2].split(b"\n", 2)
+                    if len(parts) != 3:
+                        continue
+                    entry = (parts[0], parts[1], parts[2])
+                    for sub in state.subs:
+                        sub.push(entry)
+                    self.delivered += len(state.subs)
+                elif kind == b"subscribe":
+                    state = channels.get(reply[1])
+                    if state is not None and state.pending > 0:
+                        state.pending -= 1
+                        if state.pending == 0 and not state.ready.done():
+                            state.ready.set_result(None)
+                elif kind == b"unsubscribe":
+                    state = channels.get(reply[1])
+                    if state is not None and state.unsubscribing and not state.subs:
+                        del channels[reply[1]]
+            channels = self.channels
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.idle_unsubscribe_s / 2)
+            now = loop.time()
+            stale = [n for n, t in self._idle.items() if now - t >= self.idle_unsubscribe_s]
+            for name in stale:
+                del self._idle[name]
+                state = self.channels.get(name)
+                if state is not None and not state.subs and not state.unsubscribing:
+                    state.unsubscribing = True
+                    self._send(_command(b"UNSUBSCRIBE", name))

@@ -1,0 +1,223 @@
+"""Session routes: create, get, patch, terminate, list, history, feedback, tools, intent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth import authenticate
+from gateway.bodies import parse, read_body
+from gateway.context import services
+from shared import catalogue, models, sessions
+from shared.errors import BadRequest, Invalid, NotFound
+from shared.ids import iso, now_ms
+from shared.intent import classify
+from shared.session_log import FeedbackEntry
+
+_encoder = msgspec.json.Encoder()
+SUPPORTED_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4", "claude-3-5-sonnet",
+                    "claude-3-5-haiku", "claude-3-7-sonnet", "claude-3-haiku")
+
+
+def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def effective_model(requested: str | None, request: Request) -> str:
+    """Which model really runs. Unknown or Opus models are refused; a Claude model without a
+    configured key runs on the built-in model only if the server allows that fallback."""
+    settings = services(request).settings
+    model = requested or models.DEFAULT_MODEL
+    if model == models.BUILTIN_MODEL:
+        return model
+    if "opus" in model or not model.startswith(SUPPORTED_MODELS):
+        raise Invalid(f"Model {model!r} is not supported: use an Anthropic Claude (non-Opus) model "
+                      f"or {models.BUILTIN_MODEL!r}", code="unsupported_model",
+                      details={"model": model})
+    if settings.anthropic_api_key:
+        return model
+    if settings.fallback_to_builtin:
+        return models.BUILTIN_MODEL
+    raise Invalid(f"Model {model!r} needs ANTHROPIC_API_KEY on the server; none is configured",
+                  code="model_not_configured", details={"model": model})
+
+
+async def create_session(request: Request) -> Response:
+    caller = await authenticate(request)
+    svc = services(request)
+    req = parse(await read_body(request, svc.settings.max_body_bytes), models.CreateSessionRequest)
+    unknown = set(req.agent_config.available_tools or ()) - set(catalogue.BY_NAME)
+    if unknown:
+        raise Invalid(f"Unknown tools in available_tools: {', '.join(sorted(unknown))}",
+                      code="unknown_tool", details={"unknown": sorted(unknown),
+                                                    "accepted": sorted(catalogue.BY_NAME)})
+    model = effective_model(req.agent_config.model, request)
+    h = await svc.sessions.create(caller.namespace_id, caller.principal.org_id, req, model)
+    s = sessions.to_response(h)
+    return json(models.CreateSessionResponse(
+        session_id=s.session_id, namespace_id=s.namespace_id, internal_id=s.internal_id,
+        session_name=None, status=s.status, created_at=s.created_at, expires_at=s.expires_at))
+
+
+async def get_session(request: Request) -> Response:
+    caller = await authenticate(request)
+    h = await services(request).sessions.load(caller.namespace_id, request.path_params["session_id"])
+    return json(sessions.to_response(h))
+
+
+async def patch_session(request: Request) -> Response:
+    caller = await authenticate(request)
+    svc = services(request)
+    ses_id = request.path_params["session_id"]
+    await svc.sessions.load(caller.namespace_id, ses_id)
+    req = parse(await read_body(request, svc.settings.max_body_bytes), models.PatchSessionRequest)
+    when = await svc.sessions.patch_memory(ses_id, req.user_memory)
+    return json(models.PatchSessionResponse(session_id=ses_id, updated_at=iso(when)))
+
+
+async def terminate_session(request: Request) -> Response:
+    caller = await authenticate(request)
+    svc = services(request)
+    ses_id = request.path_params["session_id"]
+    await svc.sessions.load(caller.namespace_id, ses_id)
+    when = await svc.sessions.terminate(ses_id)
+    return json(models.TerminateSessionResponse(session_id=ses_id, status="terminated", terminated_at=iso(when)))
+
+
+def _int_param(request: Request, name: str, low: int, high: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer", code="invalid_query", details={"param": name}) from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise Invalid(f"{name} must be {bound}", code="invalid_query", details={"param": name})
+    return value
+
+
+async def list_sessions(request: Request) -> Response:
+    caller = await authenticate(request)
+    svc = services(request)
+    req = parse(await read_body(request, svc.settings.max_body_bytes), models.ListSessionsRequest, optional=True)
+    limit = _int_param(request, "limit", 1, 1000) or _int_param(request, "page_size", 1, 1000) or 20
+    offset = _int_param(request, "offset", 0, 10_000)
+    page = _int_param(request, "page", 1, None)
+    cursor = request.query_params.get("cursor") or request.query_params.get("next_cursor") or \
+        request.query_params.get("after")
+    if offset is None:
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise BadRequest("Malformed cursor", code="invalid_cursor")
+            offset = int(cursor)
+        else:
+            offset = ((page or 1) - 1) * limit
+    ids = list(reversed(await svc.sessions.list_ids(caller.namespace_id)))  # newest first
+    records = [sessions.to_response(h) for h in await svc.sessions.load_many(caller.namespace_id, ids)]
+    if req.status:
+        records = [r for r in records if r.status == req.status]
+    for key, value in (req.filters or {}).items():
+        if key not in {"user_id", "session_name", "status"}:
+            raise Invalid(f"Unsupported filter {key!r}", code="invalid_filter",
+                          details={"accepted_keys": ["user_id", "session_name", "status"]})
+        records = [r for r in records if getattr(r, key) == value]
+    if req.sort:
+        field = str(req.sort.get("field", "created_at"))
+        if field not in {"created_at", "updated_at", "last_activity_at", "message_count"}:
+            raise Invalid(f"Unsupported sort field {field!r}", code="invalid_sort")
+        desc = str(req.sort.get("direction", req.sort.get("order", "desc"))).lower() != "asc"
+        records.sort(key=lambda r: getattr(r, field), reverse=desc)
+    total = len(records)
+    window = records[offset: offset + limit]
+    has_next = offset + limit < total
+    pagination = {"method": "offset", "limit": limit, "offset": offset, "returned": len(window),
+                  "total": total, "has_next": has_next,
+                  "next_cursor": str(offset + limit) if has_next else None,
+                  "page": offset // limit + 1}
+    return json(models.ListSessionsResponse(results=window, total=total, pagination=pagination))
+
+
+async def get_history(request: Request) -> Response:
+    caller = await authenticate(request)
+    svc = services(request)
+    ses_id = request.path_params["session_id"]
+    await svc.sessions.load(caller.namespace_id, ses_id)
+    limit = _int_param(request, "limit", 1, 200) or 50
+    offset = _int_param(request, "offset", 0, None) or 0
+    items, total = await svc.sessions.history(ses_id, limit, offset)
+    return json(models.GetHistoryResponse(session_id=ses_id, messages=items, total_messages=total,
+                                          returned_messages=len(items), has_more=offset + len(items) < total))
+
+
+async def submit_feedback(request: Request) -> Response:
+    caller = await authenticate(request)
+    svc = services(request)
+    ses_id = request.path_params["session_id"]
+    h = await svc.sessions.load(caller.namespace_id, ses_id)
+    req = parse(await read_body(request, svc.settings.max_body_bytes), models.SubmitFeedbackRequest)
+    record = await svc.messages.record(ses_id, req.message_id) if req.message_id.startswith("msg_") else None
+    if record is None or record.session_id != ses_id:
+        raise NotFound("Message not found", code="message_not_found", details={"message_id": req.message_id})
+    if record.terminal_type != "done":
+        raise BadRequest("Only a completed answer can be rated", code="message_not_completed",
+                         details={"message_id": req.message_id, "status": record.status})
+    stored = req.rating == "positive" and h.get(b"enable_memory") == b"1"
+    now = now_ms()
+    await svc.sessions.append_log(ses_id, FeedbackEntry(message_id=req.message_id, ts=now, rating=req.rating,
+                                                        feedback_text=req.feedback_text, stored=stored))
+    return json(models.SubmitFeedbackResponse(session_id=ses_id, message_id=req.message_id,
+                                              rating=req.rating, stored=stored, recorded_at=iso(now)))
+
+
+async def list_tools(request: Request) -> Response:
+    await authenticate(request)
+    category = request.query_params.get("category")
+    tools = [t for t in catalogue.TOOLS if category is None or t.category == category]
+    return json(models.ListToolsResponse(results=tools, total=len(tools), categories=catalogue.CATEGORIES))
+
+
+async def detect_intent(request: Request) -> Response:
+    caller = await authenticate(request)
+    svc = services(request)
+    req = parse(await read_body(request, svc.settings.max_body_bytes), models.DetectIntentRequest)
+    c = classify(req.user_request)
+    options = None
+    if c.clarification_needed:
+        options = [
+            models.ClarificationOption(label="Search existing data", description="Run a search over your collections",
+                                       action="execute_retriever"),
+            models.ClarificationOption(label="Set up a pipeline", description="Create a collection and ingest data",
+                                       action="setup_pipeline"),
+        ]
+    suitable = None
+    if req.include_collection_analysis is not False:
+        from shared.dataplane import DataPlane  # noqa: PLC0415 - optional data plane
+
+        suitable = await DataPlane(svc.redis).suitable_collections(caller.namespace_id, req.user_request)
+    return json(models.IntentClassification(
+        intent=c.intent, confidence=c.confidence, reasoning=c.reasoning,  # type: ignore[arg-type]
+        recommended_action=c.recommended_action, clarification_needed=c.clarification_needed,
+        suitable_collections=suitable, clarification_options=options, keywords_found=c.keywords))
+
+
+PREFIX = "/v1/agents/sessions"
+ROUTES = [
+    Route(PREFIX, create_session, methods=["POST"]),
+    Route(PREFIX + "/list", list_sessions, methods=["POST"]),
+    # before /{session_id}, or "tools" would be taken for a session id
+    Route(PREFIX + "/tools", list_tools, methods=["GET"]),
+    Route("/v1/agents/tools", list_tools, methods=["GET"]),
+    Route(PREFIX + "/intent/detect", detect_intent, methods=["POST"]),
+    Route("/v1/agents/intent/detect", detect_intent, methods=["POST"]),
+    Route(PREFIX + "/{session_id}", get_session, methods=["GET"]),
+    Route(PREFIX + "/{session_id}", patch_session, methods=["PATCH"]),
+    Route(PREFIX + "/{session_id}", terminate_session, methods=["DELETE"]),
+    Route(PREFIX + "/{session_id}/history", get_history, methods=["GET"]),
+    Route(PREFIX + "/{session_id}/feedback", submit_feedback, methods=["POST"]),
+]

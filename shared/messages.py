@@ -1,0 +1,262 @@
+"""The message store: accept, claim, append (fenced), cancel, and read a message's stream.
+
+Thin I/O over the Lua scripts of ``shared/scripts.py``; every write that matters is one script
+call, so it is atomic and, under Cluster, single-slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from shared import keys, scripts
+from shared.errors import BadRequest, Conflict, Fenced, Forbidden, NotFound, RateLimited
+from shared.events import Error, Event, encode_payload, type_of
+from shared.ids import now_ms
+from shared.session_log import Entry, kind_of
+from shared.session_log import encode as encode_entry
+from shared.settings import Settings
+
+STATUS_OF_ERROR_CODE = {"cancelled": "cancelled"}
+
+QUOTA_MESSAGES = {
+    "max_messages": "The session reached its max_messages quota",
+    "max_tokens_total": "The session reached its max_tokens_total quota",
+    "max_tool_calls": "The session reached its max_tool_calls quota",
+    "max_session_duration": "The session exceeded max_session_duration_minutes",
+    "session_expired": "The session has expired",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The message record (hash) decoded: status, attempt and the outcome."""
+
+    message_id: str
+    session_id: str
+    namespace_id: str
+    status: str
+    attempt: int
+    count: int
+    created_at_ms: int
+    content: str
+    first: bool
+    last_id: str | None
+    final_id: str | None
+    final_payload: bytes | None
+    terminal_id: str | None
+    terminal_type: str | None
+    terminal_payload: bytes | None
+    lease_until_ms: int
+    finished_at_ms: int | None
+
+    @property
+    def ended(self) -> bool:
+        return self.terminal_type is not None
+
+    @classmethod
+    def from_hash(cls, h: dict[bytes, bytes]) -> Record:
+        def s(name: str) -> str | None:
+            v = h.get(name.encode())
+            return v.decode() if v is not None else None
+
+        def i(name: str) -> int:
+            v = h.get(name.encode())
+            return int(v) if v else 0
+
+        return cls(
+            message_id=s("message_id") or "",
+            session_id=s("session_id") or "",
+            namespace_id=s("namespace_id") or "",
+            status=s("status") or "queued",
+            attempt=i("attempt"),
+            count=i("count"),
+            created_at_ms=i("created_at_ms"),
+            content=s("content") or "",
+            first=s("first") == "1",
+            last_id=s("last_id"),
+            final_id=s("final_id"),
+            final_payload=h.get(b"final_payload"),
+            terminal_id=s("terminal_id"),
+            terminal_type=s("terminal_type"),
+            terminal_payload=h.get(b"terminal_payload"),
+            lease_until_ms=i("lease_until_ms"),
+            finished_at_ms=i("finished_at_ms") or None,
+        )
+
+
+class MessageStore:
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._append = redis.register_script(scripts.APPEND)
+        self._claim = redis.register_script(scripts.CLAIM)
+        self._renew = redis.register_script(scripts.RENEW)
+        self._release = redis.register_script(scripts.RELEASE)
+        self._accept = redis.register_script(scripts.ACCEPT)
+
+    # gateway side
+
+    async def accept(
+        self,
+        ses_id: str,
+        ns_id: str,
+        msg_id: str,
+        user_entry: Entry,
+        content: str,
+        idem_key_hash: str | None,
+        body_hash: str,
+    ) -> tuple[bool, str]:
+        """Record a user message. Returns (created, message_id); an existing message for the
+        same idempotency key comes back with created=False."""
+        idem = keys.idempotency(ses_id, idem_key_hash) if idem_key_hash else keys.idempotency(ses_id, "-")
+        try:
+            kind, mid = await self._accept(
+                keys=[keys.session(ses_id), keys.session_log(ses_id), keys.message(ses_id, msg_id),
+                      idem, keys.session_rate(ses_id)],
+                args=[msg_id, encode_entry(user_entry), now_ms(), body_hash if idem_key_hash else "",
+                      self.settings.idempotency_ttl_s, self.settings.message_record_ttl_s, content,
+                      ns_id],
+            )
+        except ResponseError as exc:
+            raise _accept_error(str(exc), ses_id) from None
+        return kind == b"new", mid.decode()
+
+    async def record(self, ses_id: str, msg_id: str) -> Record | None:
+        h = await self.redis.hgetall(keys.message(ses_id, msg_id))
+        return Record.from_hash(h) if h else None
+
+    async def read(self, ses_id: str, msg_id: str, after: str, count: int) -> list[tuple[bytes, bytes, bytes]]:
+        """Entries strictly after ``after`` as (id, type, payload)."""
+        rows = await self.redis.xrange(keys.events(ses_id, msg_id), min="(" + after, max="+", count=count)
+        return [(eid, f[b"t"], f[b"d"]) for eid, f in rows]
+
+    async def stream_info(self, ses_id: str, msg_id: str) -> dict[str, Any] | None:
+        """First retained id, last generated id and length, or None if the stream is gone."""
+        key = keys.events(ses_id, msg_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(key, count=1)
+            pipe.xlen(key)
+            pipe.exists(key)
+            pipe.xrevrange(key, count=1)
+            first, length, exists, last = await pipe.execute()
+        if not exists:
+            return None
+        return {
+            "first": first[0][0].decode() if first else None,
+            "last": last[0][0].decode() if last else None,
+            "length": length,
+        }
+
+    async def cancel(self, ses_id: str, msg_id: str) -> bool:
+        """End the message with a cancelled error. False if it had already ended."""
+        err = Error(message="The message was cancelled", recoverable=False, code="cancelled",
+                    message_id=msg_id)
+        try:
+            await self.append(ses_id, msg_id, "*", [err], status="cancelled")
+        except Fenced:
+            return False
+        return True
+
+    # worker side
+
+    async def claim(self, ses_id: str, msg_id: str, worker_id: str) -> tuple[int, str]:
+        attempt, status = await self._claim(
+            keys=[keys.message(ses_id, msg_id)],
+            args=[worker_id, int(self.settings.lease_s * 1000), now_ms()],
+        )
+        return int(attempt), status.decode()
+
+    async def renew(self, ses_id: str, msg_id: str, attempt: int) -> bool:
+        ok = await self._renew(
+            keys=[keys.message(ses_id, msg_id)],
+            args=[attempt, int(self.settings.lease_s * 1000), now_ms()],
+        )
+        return bool(ok)
+
+    async def release(self, ses_id: str, msg_id: str, attempt: int) -> None:
+        await self._release(keys=[keys.message(ses_id, msg_id)], args=[attempt])
+
+    async def append(
+        self,
+        ses_id: str,
+        msg_id: str,
+        attempt: int | str,
+        events: list[Event],
+        *,
+        status: str = "completed",
+        log: list[Entry] = (),  # type: ignore[assignment]
+        stats: dict[str, int | float] | None = None,
+    ) -> list[str]:
+        """Append events as one fenced step. Raises Fenced when this attempt may not write."""
+        payloads = [(type_of(e), encode_payload(e)) for e in events]
+        limit = self.settings.max_event_bytes
+        for t, d in payloads:
+            if len(d) > limit:
+                raise EventTooLarge(f"{t} event of {len(d)} bytes exceeds {limit} bytes")
+        return await self.append_raw(ses_id, msg_id, attempt, payloads, status=status, log=log, stats=stats)
+
+    async def append_raw(
+        self,
+        ses_id: str,
+        msg_id: str,
+        attempt: int | str,
+        payloads: list[tuple[str, bytes]],
+        *,
+        status: str = "completed",
+        log: list[Entry] = (),  # type: ignore[assignment]
+        stats: dict[str, int | float] | None = None,
+    ) -> list[str]:
+        stats = stats or {}
+        args: list[Any] = [
+            attempt, self.settings.stream_maxlen, self.settings.message_stream_ttl_s,
+            self.settings.message_record_ttl_s, keys.live_channel(ses_id, msg_id), status, now_ms(),
+            len(payloads), len(log), len(stats),
+        ]
+        for t, d in payloads:
+            args += [t, d]
+        for entry in log:
+            args += [kind_of(entry), encode_entry(entry)]
+        for field, amount in stats.items():
+            args += [field, repr(float(amount)) if isinstance(amount, float) else str(amount)]
+        try:
+            ids = await self._append(
+                keys=[keys.message(ses_id, msg_id), keys.events(ses_id, msg_id), keys.session(ses_id),
+                      keys.session_log(ses_id)],
+                args=args,
+            )
+        except ResponseError as exc:
+            text = str(exc)
+            if text.startswith(("FENCED", "TERMINAL", "NOREC")):
+                raise Fenced(text) from None
+            raise
+        return [i.decode() for i in ids]
+
+
+class EventTooLarge(ValueError):
+    """An event payload over AGENTSTREAM_MAX_EVENT_BYTES; the worker ends the message instead."""
+
+
+def _accept_error(text: str, ses_id: str) -> Exception:
+    if text.startswith("NOSESSION"):
+        return NotFound("Session not found", code="session_not_found", details={"session_id": ses_id})
+    if text.startswith("TERMINATED"):
+        return BadRequest("The session is terminated and accepts no more messages",
+                          code="session_terminated", details={"session_id": ses_id})
+    if text.startswith("IDEMPOTENCY_MISMATCH"):
+        return Conflict("Idempotency-Key was already used with a different request body",
+                        code="idempotency_key_reused")
+    if text.startswith("QUOTA"):
+        code = text.split()[1]
+        return Forbidden(QUOTA_MESSAGES.get(code, "Session quota exceeded"), code=f"quota_{code}",
+                         details={"session_id": ses_id, "quota": code})
+    if text.startswith("RATE"):
+        retry = text.split()[1]
+        return RateLimited("The session's rate_limit_messages_per_minute was exceeded",
+                           code="session_rate_limited",
+                           details={"retryable": True, "retry_after_seconds": int(retry)},
+                           headers={"Retry-After": retry})
+    return RuntimeError(text)

@@ -1,0 +1,166 @@
+"""Lua scripts: each is one atomic step of the message lifecycle.
+
+All keys a script touches belong to one session (same hash tag), so each stays a single-slot
+operation under Redis Cluster. Scripts answer errors with stable prefixes that
+``shared/messages.py`` turns into exceptions: ``FENCED``, ``TERMINAL``, ``NOREC``.
+"""
+
+# APPEND: fenced append of a batch of events, with the terminal bookkeeping in the same step.
+# KEYS: 1 message record, 2 event stream, 3 session record, 4 session log
+# ARGV: 1 attempt ("*" = take over: bump the attempt first; cancel and reaper use it)
+#       2 stream MAXLEN ~   3 stream TTL s after terminal   4 record TTL s after terminal
+#       5 live channel      6 status if the batch ends the message   7 now ms
+#       8 n events   9 n session-log entries   10 n stat increments
+#       then n events as (type, payload), n log entries as (type, payload),
+#       n stats as (field, amount); amounts with a "." use HINCRBYFLOAT.
+# Returns the ids of the appended entries.
+APPEND = r"""
+local rec, stream, ses, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local cur = redis.call('HGET', rec, 'attempt')
+if not cur then return redis.error_reply('NOREC message record missing') end
+if redis.call('HEXISTS', rec, 'terminal_type') == 1 then
+  return redis.error_reply('TERMINAL message already ended')
+end
+if ARGV[1] == '*' then
+  redis.call('HINCRBY', rec, 'attempt', 1)
+elseif cur ~= ARGV[1] then
+  return redis.error_reply('FENCED attempt ' .. ARGV[1] .. ' superseded by ' .. cur)
+end
+local n_ev, n_log, n_stat = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local ids = {}
+local ended = false
+local i = 11
+for _ = 1, n_ev do
+  local t, d = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', 't', t, 'd', d)
+  redis.call('PUBLISH', ARGV[5], id .. '\n' .. t .. '\n' .. d)
+  ids[#ids + 1] = id
+  if t == 'message' then
+    redis.call('HSET', rec, 'final_id', id, 'final_payload', d)
+  elseif t == 'confirmation_required' then
+    redis.call('HSET', rec, 'status', 'awaiting_confirmation')
+  elseif t == 'done' or t == 'error' then
+    redis.call('HSET', rec, 'terminal_id', id, 'terminal_type', t, 'terminal_payload', d,
+               'status', ARGV[6], 'finished_at_ms', ARGV[7])
+    ended = true
+    break
+  end
+end
+if #ids > 0 then
+  redis.call('HSET', rec, 'last_id', ids[#ids])
+  redis.call('HINCRBY', rec, 'count', #ids)
+end
+if ended then
+  redis.call('EXPIRE', stream, ARGV[3])
+  redis.call('EXPIRE', rec, ARGV[4])
+  if redis.call('EXISTS', ses) == 1 then
+    for _ = 1, n_log do
+      redis.call('XADD', log, '*', 't', ARGV[i], 'd', ARGV[i + 1])
+      i = i + 2
+    end
+    for _ = 1, n_stat do
+      local f, amount = ARGV[i], ARGV[i + 1]
+      if string.find(amount, '.', 1, true) then
+        redis.call('HINCRBYFLOAT', ses, f, amount)
+      else
+        redis.call('HINCRBY', ses, f, amount)
+      end
+      i = i + 2
+    end
+    redis.call('HSET', ses, 'last_activity_ms', ARGV[7], 'updated_ms', ARGV[7])
+  end
+end
+return ids
+"""
+
+# CLAIM: a worker starts an attempt. KEYS: 1 record. ARGV: 1 worker id, 2 lease ms, 3 now ms
+# Returns {attempt, status} or {0, 'terminal'} / {0, 'missing'}.
+CLAIM = r"""
+local rec = KEYS[1]
+if redis.call('EXISTS', rec) == 0 then return {0, 'missing'} end
+if redis.call('HEXISTS', rec, 'terminal_type') == 1 then return {0, 'terminal'} end
+local attempt = redis.call('HINCRBY', rec, 'attempt', 1)
+local prev = redis.call('HGET', rec, 'status')
+local status = prev
+if prev == 'queued' then status = 'running' end
+redis.call('HSET', rec, 'status', status, 'worker', ARGV[1],
+           'lease_until_ms', tonumber(ARGV[3]) + tonumber(ARGV[2]))
+redis.call('HSETNX', rec, 'started_at_ms', ARGV[3])
+return {attempt, status}
+"""
+
+# RENEW: extend the lease while this attempt is current. KEYS: 1 record.
+# ARGV: 1 attempt, 2 lease ms, 3 now ms. Returns 1, or 0 when fenced or ended.
+RENEW = r"""
+local rec = KEYS[1]
+if redis.call('HGET', rec, 'attempt') ~= ARGV[1] then return 0 end
+if redis.call('HEXISTS', rec, 'terminal_type') == 1 then return 0 end
+redis.call('HSET', rec, 'lease_until_ms', tonumber(ARGV[3]) + tonumber(ARGV[2]))
+return 1
+"""
+
+# RELEASE: a worker hands its attempt back (graceful shutdown): the lease ends now so the
+# next worker takes over at once. KEYS: 1 record. ARGV: 1 attempt.
+RELEASE = r"""
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_until_ms', 0)
+return 1
+"""
+
+# ACCEPT: record a new user message, with the session's checks, in one step.
+# KEYS: 1 session, 2 session log, 3 message record, 4 idempotency key (or "" placeholder),
+#       5 session rate window counter
+# ARGV: 1 message id, 2 user-log payload, 3 now ms, 4 idempotency body hash ("" = none),
+#       5 idempotency ttl s, 6 record ttl s, 7 content, 8 namespace id
+# Returns {'new', msg_id} or {'existing', msg_id}; errors: NOSESSION, TERMINATED,
+# IDEMPOTENCY_MISMATCH, QUOTA <code>, RATE <retry_after_s>.
+ACCEPT = r"""
+local ses, log, rec, idem, ratek = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now = tonumber(ARGV[3])
+if ARGV[4] ~= '' then
+  local prior = redis.call('HMGET', idem, 'message_id', 'body_hash')
+  if prior[1] then
+    if prior[2] ~= ARGV[4] then return redis.error_reply('IDEMPOTENCY_MISMATCH') end
+    return {'existing', prior[1]}
+  end
+end
+if redis.call('EXISTS', ses) == 0 then return redis.error_reply('NOSESSION') end
+local s = redis.call('HMGET', ses, 'status', 'quota_max_messages', 'user_messages',
+                     'quota_rate_per_minute', 'expires_ms', 'quota_max_tokens', 'total_tokens',
+                     'quota_max_tool_calls', 'total_tool_calls', 'quota_deadline_ms')
+if s[1] == 'terminated' then return redis.error_reply('TERMINATED') end
+if s[5] and tonumber(s[5]) <= now then return redis.error_reply('QUOTA session_expired') end
+if s[10] and tonumber(s[10]) <= now then return redis.error_reply('QUOTA max_session_duration') end
+if s[2] and tonumber(s[3] or '0') >= tonumber(s[2]) then
+  return redis.error_reply('QUOTA max_messages')
+end
+if s[6] and tonumber(s[7] or '0') >= tonumber(s[6]) then
+  return redis.error_reply('QUOTA max_tokens_total')
+end
+if s[8] and tonumber(s[9] or '0') >= tonumber(s[8]) then
+  return redis.error_reply('QUOTA max_tool_calls')
+end
+if s[4] then
+  local used = redis.call('INCR', ratek)
+  if used == 1 then redis.call('EXPIRE', ratek, 60) end
+  if used > tonumber(s[4]) then
+    return redis.error_reply('RATE ' .. math.max(1, redis.call('TTL', ratek)))
+  end
+end
+local first = '0'
+if tonumber(s[3] or '0') == 0 then first = '1' end
+redis.call('HSET', rec, 'message_id', ARGV[1], 'session_id', string.match(ses, '{(.-)}'),
+           'namespace_id', ARGV[8], 'status', 'queued', 'attempt', 0, 'count', 0,
+           'created_at_ms', ARGV[3], 'content', ARGV[7], 'first', first)
+redis.call('EXPIRE', rec, ARGV[6])
+redis.call('XADD', log, '*', 't', 'user', 'd', ARGV[2])
+if s[5] then redis.call('PEXPIREAT', log, tonumber(s[5]) + 60000) end
+redis.call('HINCRBY', ses, 'user_messages', 1)
+redis.call('HSET', ses, 'last_activity_ms', ARGV[3], 'updated_ms', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', idem, 'message_id', ARGV[1], 'body_hash', ARGV[4])
+  redis.call('EXPIRE', idem, ARGV[5])
+end
+return {'new', ARGV[1]}
+"""

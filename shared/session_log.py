@@ -1,0 +1,110 @@
+"""The session log: the facts a session's projections (history, stats) are folded from.
+
+Entries are appended by the gateway (``user``, ``feedback``) and by the worker in the same
+atomic step as a message's terminal event (``tool``, ``assistant``, ``turn``). Everything the API
+shows about a session's past is a pure fold of this log (``history``, ``stats``), which is also
+what ``agentstream sessions rebuild`` recomputes and compares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Entry(msgspec.Struct, frozen=True, tag_field="kind"):
+    message_id: str
+    ts: int  # ms
+
+
+class UserEntry(Entry, tag="user"):
+    content: str
+
+
+class ToolEntry(Entry, tag="tool"):
+    tool_name: str
+    tool_call_id: str
+    inputs: str  # JSON text: the history API's tool_inputs is a string
+    outputs: str
+    status: str  # success | error
+
+
+class AssistantEntry(Entry, tag="assistant"):
+    content: str
+
+
+class TurnEntry(Entry, tag="turn"):
+    status: str  # completed | failed | cancelled
+    latency_ms: float
+    tokens: int
+    tool_calls: int
+
+
+class FeedbackEntry(Entry, tag="feedback"):
+    rating: str
+    feedback_text: str | None
+    stored: bool
+
+
+AnyEntry = UserEntry | ToolEntry | AssistantEntry | TurnEntry | FeedbackEntry
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEntry)
+
+
+def kind_of(entry: Entry) -> str:
+    return entry.__struct_config__.tag  # type: ignore[return-value]
+
+
+def encode(entry: Entry) -> bytes:
+    return _encoder.encode(entry)
+
+
+def decode(raw: bytes) -> AnyEntry:
+    return _decoder.decode(raw)
+
+
+# Session-record stat fields the worker increments, and the fold that recomputes them.
+STAT_FIELDS = ("user_messages", "assistant_messages", "total_tool_calls", "total_tokens",
+               "total_latency_ms", "turns")
+
+
+def stats(entries: list[AnyEntry]) -> dict[str, float]:
+    out: dict[str, float] = dict.fromkeys(STAT_FIELDS, 0)
+    for e in entries:
+        match e:
+            case UserEntry():
+                out["user_messages"] += 1
+            case AssistantEntry():
+                out["assistant_messages"] += 1
+            case TurnEntry(tokens=tokens, tool_calls=calls, latency_ms=latency):
+                out["total_tokens"] += tokens
+                out["total_tool_calls"] += calls
+                out["total_latency_ms"] += latency
+                out["turns"] += 1
+            case _:
+                pass
+    return out
+
+
+def history_rows(entries: list[AnyEntry]) -> list[dict[str, Any]]:
+    """MessageHistoryItem fields, oldest first: user, tool and assistant rows."""
+    rows: list[dict[str, Any]] = []
+    for e in entries:
+        match e:
+            case UserEntry(content=content):
+                rows.append({"message_id": e.message_id, "role": "user", "content": content,
+                             "content_type": "text", "ts": e.ts})
+            case ToolEntry():
+                rows.append({"message_id": e.message_id, "role": "tool",
+                             "content": f"{e.tool_name} ({e.status})",
+                             "content_type": "tool_result", "tool_name": e.tool_name,
+                             "tool_inputs": e.inputs, "tool_outputs": e.outputs,
+                             "tool_status": e.status, "ts": e.ts})
+            case AssistantEntry(content=content):
+                rows.append({"message_id": e.message_id, "role": "assistant", "content": content,
+                             "content_type": "text", "ts": e.ts})
+            case _:
+                pass
+    return rows

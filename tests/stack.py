@@ -1,0 +1,141 @@
+"""Real processes for integration tests: an embedded Redis, gateways and workers.
+
+Each Stack has its own Redis (its own data dir), so stacks with different settings (paced
+tokens, short leases) never share a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared import connect, embedded
+from shared.tenancy import TenantStore, new_api_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    kind: str
+    popen: subprocess.Popen[bytes]
+    port: int | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Stack:
+    env: dict[str, str] = field(default_factory=dict)
+    data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="as-test-")))
+    redis_proc: subprocess.Popen[bytes] | None = None
+    procs: list[Proc] = field(default_factory=list)
+    redis_url: str = ""
+
+    def start_redis(self) -> None:
+        external = os.environ.get("AGENTSTREAM_TEST_EXTERNAL_REDIS")
+        if external:
+            self.redis_url = external
+            return
+        self.redis_proc = embedded.start(self.data_dir)
+        self.redis_url = embedded.url_for(self.data_dir)
+
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")}
+        env.update({"AGENTSTREAM_REDIS_URL": self.redis_url, "AGENTSTREAM_LOG_LEVEL": "warning",
+                    "AGENTSTREAM_FALLBACK_TO_BUILTIN": "true", "PYTHONUNBUFFERED": "1"})
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+    def start_gateway(self, **extra: str) -> Proc:
+        port = free_port()
+        log = self.data_dir / f"gateway-{port}.log"
+        p = subprocess.Popen([sys.executable, "-m", "shared.cli", "gateway"], cwd=ROOT,
+                             env=self._env({"AGENTSTREAM_PORT": str(port), **extra}),
+                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        proc = Proc("gateway", p, port, log)
+        self.procs.append(proc)
+        self._wait_http(proc)
+        return proc
+
+    def start_worker(self, **extra: str) -> Proc:
+        log = self.data_dir / f"worker-{len(self.procs)}.log"
+        p = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], cwd=ROOT, env=self._env(extra),
+                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        proc = Proc("worker", p, None, log)
+        self.procs.append(proc)
+        return proc
+
+    def _wait_http(self, proc: Proc, timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.kind} exited: {proc.log.read_text() if proc.log else ''}")
+            try:
+                if httpx.get(proc.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{proc.kind} on {proc.port} did not start")
+
+    def wait_ready(self, gateway: Proc, timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if httpx.get(gateway.url + "/readyz", timeout=1).status_code == 200:
+                return
+            time.sleep(0.05)
+        raise TimeoutError("stack not ready (no worker heartbeat?)")
+
+    def stop_proc(self, proc: Proc, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(sig)
+            try:
+                proc.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+        return proc.popen.returncode
+
+    def stop(self) -> None:
+        for proc in list(self.procs):
+            self.stop_proc(proc)
+        embedded.stop(self.redis_proc, self.data_dir)
+
+    def new_tenant(self, namespace: str | None = None) -> tuple[str, str, str]:
+        """A fresh API key in a fresh namespace: (key, namespace name, ns id)."""
+        name = namespace or f"ns-{os.urandom(4).hex()}"
+
+        async def go() -> tuple[str, str]:
+            redis = connect.client(self.redis_url)
+            try:
+                key = new_api_key()
+                ns_id, _ = await TenantStore(redis).register_key(key, name)
+                return key, ns_id
+            finally:
+                await redis.aclose()
+
+        key, ns_id = asyncio.run(go())
+        return key, name, ns_id

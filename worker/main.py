@@ -1,0 +1,222 @@
+"""The arq worker, configured on purpose.
+
+* Jobs are JSON (msgspec), never pickle.
+* Prompt pickup without hot polling: the gateway XADDs every accepted message to the inbound
+  stream; each worker blocks on it (``XREAD BLOCK``) and polls arq's queue the moment an entry
+  arrives. arq's own poll stays as a slow fallback (``AGENTSTREAM_FALLBACK_POLL_S``).
+* ``job_timeout`` = ``AGENTSTREAM_JOB_TIMEOUT_S``; arq's ``max_tries`` is one above ours so our
+  reaper, which knows the message, is the one that gives up (with a clear ``error``).
+* Graceful shutdown: SIGTERM lets running messages finish for ``AGENTSTREAM_WORKER_DRAIN_S``;
+  what is still running then is released (its lease ends now) and arq re-queues it, so another
+  worker continues it at once (the retry replays the stream exactly).
+* No results are kept: a job id (= message id) never blocks, and outcomes live in the message
+  record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+import msgspec
+from arq.connections import ArqRedis
+from arq.worker import Worker as ArqWorker
+from arq.worker import func
+
+from shared import connect, embedded, keys
+from shared.errors import Fenced
+from shared.events import Error
+from shared.ids import new_id, now_ms
+from shared.messages import EventTooLarge, MessageStore
+from shared.sessions import SessionStore
+from shared.settings import Settings
+from worker import pipeline, reaper
+from worker.deps import Deps, tool_registry
+
+log = logging.getLogger("agentstream.worker")
+HEARTBEAT_S = 2.0
+
+
+def _encode_job(obj: Any) -> bytes:
+    # arq stores exceptions in failed results; JSON has no exceptions, so they become text.
+    return msgspec.json.encode(obj, enc_hook=repr)
+
+
+async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
+    deps: Deps = ctx["deps"]
+    attempt, status = await deps.messages.claim(ses_id, msg_id, deps.worker_id)
+    if attempt == 0:
+        return status  # already ended (cancelled before start) or expired
+    task = asyncio.current_task()
+    assert task is not None
+    fenced = asyncio.Event()
+    keeper = asyncio.create_task(_keep_lease(deps, ses_id, msg_id, attempt, task, fenced))
+    try:
+        await pipeline.run(deps, ses_id, msg_id, attempt)
+        return "completed"
+    except Fenced as exc:
+        log.info("message %s attempt %d stopped: %s", msg_id, attempt, exc)
+        return "fenced"
+    except asyncio.CancelledError:
+        if fenced.is_set():
+            return "fenced"  # cancelled or superseded: nothing more to write
+        # Shutdown: hand the message over at once instead of waiting for the lease to lapse.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(deps.messages.release(ses_id, msg_id, attempt))
+        raise
+    except EventTooLarge as exc:
+        await _fail(deps, ses_id, msg_id, attempt, "event_too_large", str(exc))
+        return "failed"
+    except Exception as exc:
+        log.exception("message %s attempt %d crashed", msg_id, attempt)
+        await _fail(deps, ses_id, msg_id, attempt, "internal_error", f"The agent failed: {type(exc).__name__}")
+        return "failed"
+    finally:
+        keeper.cancel()
+
+
+async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, message: str) -> None:
+    with contextlib.suppress(Fenced):
+        await deps.messages.append(ses_id, msg_id, attempt,
+                                   [Error(message=message, recoverable=False, code=code, message_id=msg_id)],
+                                   status="failed")
+
+
+async def _keep_lease(deps: Deps, ses_id: str, msg_id: str, attempt: int, task: asyncio.Task[Any],
+                      fenced: asyncio.Event) -> None:
+    period = deps.settings.lease_s / 3
+    while True:
+        await asyncio.sleep(period)
+        try:
+            ok = await deps.messages.renew(ses_id, msg_id, attempt)
+        except Exception:  # Redis away: the lease may lapse; the append fencing keeps us honest
+            log.warning("message %s: lease renewal failed", msg_id, exc_info=True)
+            continue
+        if not ok:
+            fenced.set()
+            task.cancel()  # cancelled or taken over: stop promptly
+            return
+
+
+class Worker(ArqWorker):
+    """arq's worker, woken by the inbound stream instead of a fast poll."""
+
+    def __init__(self, *args: Any, fallback_poll_s: float = 1.0, wake_url: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, poll_delay=fallback_poll_s, **kwargs)
+        self._wake = asyncio.Event()
+        self._wake_url = wake_url
+
+    async def main(self) -> None:
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        waker = asyncio.create_task(self._listen_inbound(), name="inbound-waker")
+        try:
+            while True:
+                self._wake.clear()
+                await self._poll_iteration()
+                if self.burst and not await self.pool.zcard(self.queue_name):
+                    await asyncio.gather(*self.tasks.values())
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+        finally:
+            waker.cancel()
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._wake.set()  # a slot freed: look at the queue again now
+
+    async def _listen_inbound(self) -> None:
+        # A dedicated connection: XREAD BLOCK would hold a pooled one hostage.
+        client = connect.client(self._wake_url, max_connections=1)
+        last = "$"
+        try:
+            while True:
+                try:
+                    rows = await client.xread({keys.INBOUND: last}, block=int(self.poll_delay_s * 1000) or 1000,
+                                              count=100)
+                except Exception:
+                    await asyncio.sleep(0.5)
+                    continue
+                if rows:
+                    last = rows[0][1][-1][0]
+                    self._wake.set()
+        finally:
+            await client.aclose()
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    redis = connect.client(ctx["redis_url"], max_connections=20)
+    arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=_encode_job,
+                   job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w', 6)}"
+    deps = Deps(settings=settings, redis=redis, arq=arq, messages=MessageStore(redis, settings),
+                sessions=SessionStore(redis, settings), tools=tool_registry(), worker_id=worker_id)
+    ctx["deps"] = deps
+    ctx["background"] = [asyncio.create_task(_heartbeat(deps), name="heartbeat"),
+                         asyncio.create_task(_reap(deps), name="reaper")]
+    log.info("worker %s ready", worker_id)
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    for t in ctx.get("background", []):
+        t.cancel()
+    deps: Deps | None = ctx.get("deps")
+    if deps is not None:
+        with contextlib.suppress(Exception):
+            await deps.redis.zrem(keys.WORKERS, deps.worker_id)
+        await deps.redis.aclose()
+
+
+async def _heartbeat(deps: Deps) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            now = now_ms()
+            await deps.redis.zadd(keys.WORKERS, {deps.worker_id: now})
+            await deps.redis.zremrangebyscore(keys.WORKERS, "-inf", now - 60_000)
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _reap(deps: Deps) -> None:
+    while True:
+        try:
+            await reaper.reap_once(deps)
+        except Exception:
+            log.warning("reaper pass failed", exc_info=True)
+        await asyncio.sleep(deps.settings.reaper_interval_s)
+
+
+def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
+    pool = connect.client(redis_url, max_connections=10)
+    arq_pool = ArqRedis(connection_pool=pool.connection_pool, job_serializer=_encode_job,
+                        job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
+    return Worker(
+        functions=[func(run_message, name=keys.JOB_FUNCTION, max_tries=settings.max_tries + 1)],  # type: ignore[arg-type]
+        queue_name=keys.QUEUE,
+        redis_pool=arq_pool,
+        on_startup=_startup,
+        on_shutdown=_shutdown,
+        ctx={"settings": settings, "redis_url": redis_url},
+        job_timeout=settings.job_timeout_s,
+        max_jobs=settings.max_jobs,
+        keep_result=0,
+        job_serializer=_encode_job,
+        job_deserializer=msgspec.json.decode,
+        job_completion_wait=settings.worker_drain_s,
+        fallback_poll_s=settings.fallback_poll_s,
+        wake_url=redis_url,
+        burst=burst,
+        health_check_interval=60,
+    )
+
+
+def run(settings: Settings, redis_url: str | None = None) -> None:
+    url = redis_url or embedded.resolve_url(settings.redis_url, settings.data_dir)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    build(settings, url).run()

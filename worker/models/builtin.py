@@ -1,0 +1,112 @@
+"""The built-in model: deterministic, no network. The default, and what tests use.
+
+It plans tool calls from the intent (first step) and composes a grounded answer from the tool
+outputs, citing document ids (second step). Same input, same events: which is what lets a
+retry continue a dead attempt's answer exactly. ``token_delay_ms`` paces the tokens so demos
+and tests can interrupt an answer in the middle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage
+
+_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+def call_id(message_id: str, n: int) -> str:
+    """Deterministic per message and position, so a retry finds the recorded result."""
+    return "run_" + hashlib.sha256(f"{message_id}:{n}".encode()).hexdigest()[:16]
+
+
+def pieces(text: str) -> list[str]:
+    return _PIECE.findall(text)
+
+
+class BuiltinModel:
+    def __init__(self, token_delay_ms: int = 0) -> None:
+        self.token_delay_s = token_delay_ms / 1000
+
+    async def step(self, turn: Turn) -> AsyncIterator[StepEvent]:
+        if not turn.reports:
+            planned = self.plan(turn)
+            if planned:
+                for use in planned:
+                    yield use
+                return
+        text = self.answer(turn)
+        out = pieces(text)
+        for i, piece in enumerate(out):
+            if self.token_delay_s and i:
+                await asyncio.sleep(self.token_delay_s)
+            yield TextDelta(piece)
+        yield Usage(input_tokens=len(turn.content.split()), output_tokens=len(out))
+
+    def plan(self, turn: Turn) -> list[ToolUse]:
+        wanted: list[tuple[str, dict[str, Any]]] = []
+        if turn.intent == "data_browse":
+            wanted.append(("list_collections", {}))
+            if "retriever" in turn.content.lower():
+                wanted.append(("list_retrievers", {}))
+        elif turn.intent == "retriever_search":
+            wanted.append(("list_collections", {}))
+            wanted.append(("smart_search", {"query": turn.content, "limit": 5}))
+        elif turn.intent == "pipeline_setup":
+            wanted.append(("detect_intent", {"user_request": turn.content}))
+            wanted.append(("list_collections", {}))
+        allowed = set(turn.tools)
+        return [ToolUse(call_id(turn.message_id, i), name, inputs)
+                for i, (name, inputs) in enumerate(wanted) if name in allowed]
+
+    def answer(self, turn: Turn) -> str:
+        if not turn.reports:
+            if turn.intent == "conversation":
+                return "Hello! I can search and browse the data in this namespace. What would you like to find?"
+            return (f"I could not use a tool for \"{_clip(turn.content)}\" in this session, "
+                    "so I have no data to ground an answer on.")
+        parts: list[str] = []
+        for r in turn.reports:
+            parts.append(_describe(r))
+        memory = turn.memory or {}
+        if memory.get("remembered"):
+            parts.append(f"(Remembering {len(memory['remembered'])} earlier exchange(s) you rated helpful.)")
+        return " ".join(p for p in parts if p)
+
+
+def _clip(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _describe(r: ToolReport) -> str:
+    if not r.success:
+        return f"The {r.name} tool failed: {r.output}."
+    out = r.output if isinstance(r.output, dict) else {}
+    if r.name == "list_collections":
+        cols = out.get("collections") or out.get("results") or []
+        if not cols:
+            return "There are no collections in this namespace yet."
+        names = ", ".join(f"{c.get('collection_name')} ({c.get('document_count', 0)} documents)" for c in cols[:10])
+        return f"This namespace has {len(cols)} collection(s): {names}."
+    if r.name == "list_retrievers":
+        rets = out.get("retrievers") or out.get("results") or []
+        return f"There are {len(rets)} saved retriever(s)" + (
+            ": " + ", ".join(str(x.get("retriever_name")) for x in rets[:10]) + "." if rets else ".")
+    if r.name in ("smart_search", "execute_retriever", "execute_adhoc_retriever"):
+        docs = out.get("documents") or []
+        if not docs:
+            return f"No documents matched \"{_clip(str(r.inputs.get('query', '')))}\"."
+        lines = []
+        for d in docs[:5]:
+            meta = d.get("metadata") or {}
+            title = meta.get("title") or meta.get("name") or _clip(str(meta.get("body", "")), 60) or d.get("document_id")
+            lines.append(f"\"{title}\" [{d.get('document_id')}]")
+        return f"I found {len(docs)} matching document(s); the most relevant are " + "; ".join(lines) + "."
+    if r.name == "detect_intent":
+        return (f"Your request reads as {out.get('intent', 'unclear')} "
+                f"(recommended next step: {out.get('recommended_action', 'clarify')}).")
+    return f"{r.name} returned {_clip(str(r.output), 120)}."

@@ -1,0 +1,89 @@
+"""The reaper: every message that is not over is watched until it is.
+
+arq calls none of our code when it gives up on a job (max tries, expiry, a job that cannot be
+deserialised), and a SIGKILLed job would wait for arq's in-progress key to expire (minutes).
+So each worker also runs this loop over the ``active`` index:
+
+* queued, and no arq job exists (the gateway died between accepting and enqueueing): enqueue it;
+* running, and its lease expired (the worker died or stalled): if tries are left, clear arq's
+  in-progress key so the job starts again now (the new attempt fences the old one); otherwise,
+  or if arq dropped the job, end the message with ``error`` (``max_tries_exceeded``, ``job_lost``);
+* older than the message deadline: ``error`` ``deadline_exceeded``.
+
+Several reapers may look at the same message; every action is idempotent or fenced.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared import jobs, keys
+from shared.errors import Fenced
+from shared.events import Error
+from shared.ids import now_ms
+from worker.deps import Deps
+
+log = logging.getLogger("agentstream.reaper")
+QUEUED_GRACE_MS = 5_000
+BATCH = 200
+
+
+async def end_with_error(deps: Deps, ses_id: str, msg_id: str, code: str, message: str) -> bool:
+    try:
+        await deps.messages.append(ses_id, msg_id, "*", [Error(message=message, recoverable=code != "job_lost",
+                                                               code=code, message_id=msg_id)],
+                                   status="failed")
+    except Fenced:
+        return False
+    log.warning("message %s ended by the reaper: %s", msg_id, code)
+    return True
+
+
+async def reap_once(deps: Deps) -> int:
+    """One pass; returns how many messages it acted on."""
+    s = deps.settings
+    now = now_ms()
+    due = await deps.redis.zrangebyscore(keys.ACTIVE, "-inf", now, start=0, num=BATCH)
+    acted = 0
+    interval_ms = int(s.reaper_interval_s * 1000)
+    for member in due:
+        ses_id, _, msg_id = member.decode().partition("/")
+        record = await deps.messages.record(ses_id, msg_id)
+        if record is None or record.ended:
+            await deps.redis.zrem(keys.ACTIVE, member)
+            continue
+        if now - record.created_at_ms > s.message_deadline_s * 1000:
+            acted += await end_with_error(deps, ses_id, msg_id, "deadline_exceeded",
+                                          f"The message did not finish within {s.message_deadline_s}s")
+            await deps.redis.zrem(keys.ACTIVE, member)
+            continue
+        async with deps.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.ARQ_JOB + msg_id)
+            pipe.exists(keys.ARQ_IN_PROGRESS + msg_id)
+            job_exists, in_progress = await pipe.execute()
+        next_check = now + interval_ms
+        if record.status == "queued":
+            if not job_exists and not in_progress and now - record.created_at_ms > QUEUED_GRACE_MS:
+                await jobs.enqueue(deps.arq, deps.redis, s, ses_id, msg_id)
+                log.info("message %s had no job; enqueued", msg_id)
+                acted += 1
+            next_check = now + QUEUED_GRACE_MS
+        elif record.status == "running" and record.lease_until_ms < now:
+            if record.attempt >= s.max_tries:
+                acted += await end_with_error(deps, ses_id, msg_id, "max_tries_exceeded",
+                                              f"The message failed {record.attempt} attempts")
+            elif not job_exists:
+                acted += await end_with_error(deps, ses_id, msg_id, "job_lost",
+                                              "The message's job was dropped by the queue")
+            else:
+                await deps.redis.delete(keys.ARQ_IN_PROGRESS + msg_id)
+                await jobs.wake(deps.redis, s, ses_id, msg_id)
+                log.info("message %s: lease of attempt %d expired; restarting", msg_id, record.attempt)
+                acted += 1
+            next_check = now + int(s.lease_s * 1000)
+        elif record.status == "running":
+            next_check = max(record.lease_until_ms, now) + interval_ms
+        else:  # awaiting_confirmation: the confirmation's expiry is checked on its own clock
+            next_check = now + 30_000
+        await deps.redis.zadd(keys.ACTIVE, {member: next_check}, xx=True)
+    return acted

@@ -1,0 +1,167 @@
+"""The retrieval engine: an ordered list of stages over one or more collections.
+
+Pure apart from getting documents (a ``DocumentSource``): the gateway runs it as a library for
+``POST /v1/retrievers/.../execute`` and the worker's tools run it for the agent. Candidates
+start as every document of the chosen collections in insertion order; each stage maps the
+candidate list to a new one (``bm25_search`` scores and ranks, ``filter`` keeps, ``sort``
+reorders, ``limit`` cuts). The result is the reference's ``ExecuteRetrieverResponse`` subset.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shared.dataplane_models import DEFAULT_PAGE, MAX_PAGE, Collection
+from shared.errors import Invalid
+from shared.filters import DOC_FIELDS, Node, filter_fields, parse_filters
+from shared.ids import new_id
+from shared.stages import Bm25, Filter, Limit, Sort, Stage, bind, input_values, stage_error, validate
+from worker.retrieval.index import SHARED_CACHE, CollectionData, DocumentSource, IndexCache
+from worker.retrieval.matching import Hit, matches, sort_hits
+
+
+class Source(DocumentSource, Protocol):
+    async def get_collection(self, ns_id: str, identifier: str) -> Collection: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a run needs, resolved: the collections' data and the bound stages."""
+
+    collections: list[CollectionData]
+    stages: list[Stage]
+    filters: Node | None
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def _known(field: str, data: list[CollectionData]) -> bool:
+    return field in DOC_FIELDS or any(field.removeprefix("metadata.") in d.fields for d in data)
+
+
+class Engine:
+    def __init__(self, source: Source, cache: IndexCache | None = None) -> None:
+        self.source = source
+        self.cache = cache or SHARED_CACHE
+
+    async def resolve(self, ns_id: str, identifiers: Sequence[str]) -> list[Collection]:
+        """The collections named (by name or id), once each, in the order given."""
+        if not identifiers:
+            raise Invalid("collection_identifiers must name at least one collection", code="invalid_collections")
+        cols: dict[str, Collection] = {}
+        for identifier in identifiers:
+            col = await self.source.get_collection(ns_id, identifier)
+            cols.setdefault(col.collection_id, col)
+        return list(cols.values())
+
+    async def text_fields(self, ns_id: str, col_ids: Sequence[str]) -> list[str]:
+        """Every top-level field holding text in some document of these collections."""
+        data = [await self.cache.load(self.source, ns_id, c) for c in col_ids]
+        return sorted({f for d in data for f in d.text_fields})
+
+    async def plan(self, ns_id: str, col_ids: Sequence[str], stages: list[dict[str, Any]],
+                   inputs: dict[str, Any] | None = None, input_schema: dict[str, Any] | None = None,
+                   filters: dict[str, Any] | None = None) -> Plan:
+        """Binds the stages and checks every field they name against the documents: a field
+        no document of these collections has is refused (if there are documents at all)."""
+        bound = bind(validate(stages), input_values(input_schema, inputs))
+        tree = parse_filters(filters) if filters else None
+        data = [await self.cache.load(self.source, ns_id, c) for c in col_ids]
+        if any(d.docs for d in data):
+            for stage in bound:
+                for name in _fields_of(stage):
+                    if not _known(name, data):
+                        raise stage_error(stage.index, stage.name, stage.stage_id,
+                                          f"no document in the collections has field {name!r}", field=name,
+                                          known_fields=sorted({f for d in data for f in d.fields}))
+            for name in filter_fields(tree) if tree else []:
+                if not _known(name, data):
+                    raise Invalid(f"filters: no document in the collections has field {name!r}",
+                                  code="invalid_filters", details={"field": name})
+        return Plan(data, bound, tree)
+
+    async def execute(self, ns_id: str, collection_identifiers: Sequence[str], stages: list[dict[str, Any]], *,
+                      inputs: dict[str, Any] | None = None, input_schema: dict[str, Any] | None = None,
+                      filters: dict[str, Any] | None = None, limit: int | None = None, offset: int = 0,
+                      retriever_id: str | None = None) -> dict[str, Any]:
+        """Runs a pipeline and answers with the ``ExecuteRetrieverResponse`` shape."""
+        started = time.perf_counter()
+        limit = DEFAULT_PAGE if limit is None else limit
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise Invalid(f"limit must be from 1 to {MAX_PAGE} and offset >= 0", code="invalid_pagination",
+                          details={"limit": limit, "offset": offset})
+        cols = await self.resolve(ns_id, collection_identifiers)
+        plan = await self.plan(ns_id, [c.collection_id for c in cols], stages, inputs, input_schema, filters)
+        hits = [Hit(doc) for d in plan.collections for doc in d.docs]
+        if plan.filters is not None:  # execute-time filters narrow the candidates before any stage
+            hits = [h for h in hits if matches(plan.filters, h)]
+        by_id = {d.collection_id: d for d in plan.collections}
+        statistics: dict[str, Any] = {}
+        for stage in plan.stages:
+            t0, before = time.perf_counter(), len(hits)
+            hits = await self._run(stage, hits, by_id)
+            statistics[stage.name] = {
+                "input_count": before, "output_count": len(hits), "duration_ms": _ms(t0),
+                "efficiency": round(len(hits) / before, 4) if before else 0.0,
+                "metadata": {"stage_id": stage.stage_id, "stage_index": stage.index},
+            }
+        page = hits[offset: offset + limit]
+        total_ms = _ms(started)
+        warnings = [f"collection {d.collection_id} has no documents" for d in plan.collections if not d.docs]
+        result: dict[str, Any] = {
+            "execution_id": new_id("exec"),
+            "status": "completed",
+            "retriever_id": retriever_id,
+            "documents": [{"document_id": h.doc.document_id, "collection_id": h.doc.collection_id,
+                           "score": round(h.score, 6), "metadata": h.doc.metadata} for h in page],
+            "pagination": {"method": "offset", "limit": limit, "offset": offset, "page_size": limit,
+                           "page_number": offset // limit + 1, "returned": len(page), "total": len(hits),
+                           "has_next": offset + limit < len(hits)},
+            "stage_statistics": {"stages": statistics, "total_time_ms": total_ms},
+            "budget": {"credits_used": 0, "time_used_ms": total_ms},
+            "cache_hit": False,
+        }
+        if warnings:
+            result["warnings"] = warnings
+        return result
+
+    async def _run(self, stage: Stage, hits: list[Hit], data: dict[str, CollectionData]) -> list[Hit]:
+        p = stage.params
+        if isinstance(p, Bm25):
+            scored: list[Hit] = []
+            by_collection: dict[str, list[Hit]] = {}
+            for h in hits:
+                by_collection.setdefault(h.doc.collection_id, []).append(h)
+            for col_id, group in by_collection.items():
+                d = data[col_id]
+                index = await d.index(p.fields if p.fields is not None else d.text_fields)
+                scores = index.scores(p.query)
+                position = {doc.document_id: i for i, doc in enumerate(d.docs)}
+                for h in group:
+                    s = float(scores[position[h.doc.document_id]])
+                    if s > 0:
+                        scored.append(Hit(h.doc, s))
+            scored.sort(key=lambda h: -h.score)  # stable: ties keep their order
+            return scored[: p.top_k] if p.top_k else scored
+        if isinstance(p, Filter):
+            return [h for h in hits if matches(p.tree, h, p.case_insensitive)]
+        if isinstance(p, Sort):
+            return sort_hits(hits, p.field, p.descending, p.nulls_last)
+        assert isinstance(p, Limit)
+        return hits[p.offset: p.offset + p.n]
+
+
+def _fields_of(stage: Stage) -> list[str]:
+    p = stage.params
+    if isinstance(p, Bm25):
+        return ["metadata." + f for f in p.fields or ()]
+    if isinstance(p, Filter):
+        return filter_fields(p.tree)
+    if isinstance(p, Sort):
+        return [p.field]
+    return []
