@@ -20,4 +20,4 @@ def client(url: str, max_connections: int | None = None, blocking: bool = True) 
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10, **kwargs)
     else:
         pool = aioredis.ConnectionPool.from_url(url, max_connections=max_connections, **kwargs)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes its connections

@@ -70,9 +70,10 @@ class Stack:
     def start_gateway(self, **extra: str) -> Proc:
         port = free_port()
         log = self.data_dir / f"gateway-{port}.log"
-        p = subprocess.Popen([sys.executable, "-m", "shared.cli", "gateway"], cwd=ROOT,
-                             env=self._env({"AGENTSTREAM_PORT": str(port), **extra}),
-                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        with log.open("wb") as out:  # the child keeps its own descriptor
+            p = subprocess.Popen([sys.executable, "-m", "shared.cli", "gateway"], cwd=ROOT,
+                                 env=self._env({"AGENTSTREAM_PORT": str(port), **extra}),
+                                 stdout=out, stderr=subprocess.STDOUT)
         proc = Proc("gateway", p, port, log)
         self.procs.append(proc)
         self._wait_http(proc)
@@ -80,8 +81,9 @@ class Stack:
 
     def start_worker(self, **extra: str) -> Proc:
         log = self.data_dir / f"worker-{len(self.procs)}.log"
-        p = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], cwd=ROOT, env=self._env(extra),
-                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        with log.open("wb") as out:
+            p = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], cwd=ROOT, env=self._env(extra),
+                                 stdout=out, stderr=subprocess.STDOUT)
         proc = Proc("worker", p, None, log)
         self.procs.append(proc)
         return proc

@@ -172,8 +172,9 @@ async def message_events(request: Request) -> Response:
     after = _cursor(request)
     svc, ses_id, msg_id = await _message(request)
     record = await svc.messages.record(ses_id, msg_id)
-    if record and record.terminal_id and after and after >= cur.parse(record.terminal_id):
-        # The reader has everything: 204 tells an EventSource to stop reconnecting.
+    if record and record.terminal_id and after == cur.parse(record.terminal_id):
+        # The reader has everything: 204 tells an EventSource to stop reconnecting. (A cursor
+        # beyond the terminal event is not "everything": it gets a cursor_ahead reset.)
         return Response(status_code=204, headers={"X-Message-Id": msg_id})
     return await _sse_answer(svc, ses_id, msg_id, after, {"X-Message-Id": msg_id})
 

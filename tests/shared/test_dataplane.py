@@ -119,10 +119,11 @@ async def test_a_batch_is_all_or_nothing(dp: DataPlane) -> None:
 async def test_documents_for_reads_the_version_with_documents_in_insertion_order(dp: DataPlane) -> None:
     col = await dp.create_collection(A, "kb")
     await dp.add_documents(A, "kb", docs(*[f"t{i}" for i in range(30)]))
-    await dp.add_document(A, "kb", {"title": "last"}, document_id="0-sorts-first-by-id")
+    for name in "edcba":  # within one millisecond, and ids that sort backwards
+        await dp.add_document(A, "kb", {"title": name}, document_id=name)
     version, stored = await dp.documents_for(A, col.collection_id)
-    assert version == 2
-    assert [d.metadata["title"] for d in stored] == [f"t{i}" for i in range(30)] + ["last"]
+    assert version == 6
+    assert [d.metadata["title"] for d in stored] == [f"t{i}" for i in range(30)] + list("edcba")
 
 
 async def test_concurrent_writers_of_one_id_leave_exactly_one_document(dp: DataPlane) -> None:
