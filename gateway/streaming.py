@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from redis.exceptions import RedisError
+
 from gateway import sse
-from gateway.hub import Hub, HubClosed
+from gateway.hub import Hub, HubClosed, Subscription
 from gateway.resume import plan
 from shared import cursor as cur
 from shared import keys
@@ -35,7 +37,7 @@ class Closed(Exception):
 async def open_reader(
     store: MessageStore, hub: Hub, settings: Settings, ses_id: str, msg_id: str,
     after: tuple[int, int] | None,
-) -> AsyncIterator[list[Entry] | None]:
+) -> Reader:
     """Subscribe first, then read: nothing published in between can be missed."""
     try:
         sub = await hub.subscribe(keys.live_channel(ses_id, msg_id))
@@ -47,8 +49,28 @@ async def open_reader(
     if record is None:
         sub.unsubscribe()
         raise NotFound("Message not found", code="message_not_found", details={"message_id": msg_id})
-    info = await store.stream_info(ses_id, msg_id)
-    return _read(store, sub, settings, ses_id, msg_id, plan(after, record, info))
+    try:
+        info = await store.stream_info(ses_id, msg_id)
+    except BaseException:
+        sub.unsubscribe()
+        raise
+    return Reader(_read(store, sub, settings, ses_id, msg_id, plan(after, record, info)), sub)
+
+
+class Reader:
+    """The batches of one reader. Closing it always releases the subscription, even if it was
+    never iterated (an async generator that never started runs no ``finally``)."""
+
+    def __init__(self, batches: AsyncIterator[list[Entry] | None], sub: Subscription) -> None:
+        self._batches = batches
+        self._sub = sub
+
+    def __aiter__(self) -> AsyncIterator[list[Entry] | None]:
+        return self._batches
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()  # type: ignore[attr-defined]
+        self._sub.unsubscribe()
 
 
 async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[Entry] | None]:  # type: ignore[no-untyped-def]
@@ -119,10 +141,10 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
         sub.unsubscribe()
 
 
-async def sse_body(reader: AsyncIterator[list[Entry] | None], retry_ms: int) -> AsyncIterator[bytes]:
+async def sse_body(reader: Reader, retry_ms: int) -> AsyncIterator[bytes]:
     """Frames a reader as SSE. On a closed live path the client is told to come back soon."""
-    yield sse.retry(retry_ms)
     try:
+        yield sse.retry(retry_ms)
         async for batch in reader:
             if batch is None:
                 yield sse.HEARTBEAT
@@ -131,3 +153,7 @@ async def sse_body(reader: AsyncIterator[list[Entry] | None], retry_ms: int) -> 
                            for eid, t, d in batch)
     except Closed as closed:
         yield sse.comment(f"closing: {closed.reason}; reconnect with Last-Event-ID") + sse.retry(250)
+    except (RedisError, OSError) as exc:
+        yield sse.comment(f"closing: storage error ({type(exc).__name__}); reconnect with Last-Event-ID")
+    finally:
+        await reader.aclose()

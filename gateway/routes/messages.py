@@ -119,7 +119,7 @@ async def _json_answer(svc: Services, ses_id: str, msg_id: str, headers: dict[st
                           code="answer_pending", headers={"Retry-After": "5", **headers},
                           details={"message_id": msg_id, "events_url": events_url(ses_id, msg_id)}) from None
     finally:
-        await reader.aclose()  # type: ignore[attr-defined]
+        await reader.aclose()
     result = _result(ses_id, msg_id, seen)
     if result.status == "failed":
         err = result.error or {}

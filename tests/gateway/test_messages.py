@@ -203,3 +203,60 @@ def test_missing_and_unknown_keys_are_401(gateway):
                    headers={"Authorization": "Bearer sk_nope"})
     assert a.status_code == b.status_code == 401
     assert a.json()["error"]["type"] == "UnauthorizedError"
+
+
+def _redis(stack, fn):
+    import asyncio
+
+    from shared import connect
+
+    async def go():
+        redis = connect.client(stack.redis_url)
+        try:
+            return await fn(redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(go())
+
+
+def test_cursor_older_than_retention_resets_then_delivers_the_rest(api, stack):
+    from shared import keys
+
+    sid = new_session(api)
+    r = send(api, sid, "hello there")
+    full = sse.parse(r.text)
+    mid = r.headers["x-message-id"]
+    _redis(stack, lambda redis: redis.xtrim(keys.events(sid, mid), maxlen=5, approximate=False))
+    got = sse.parse(api.get(r.headers["content-location"], headers={"Last-Event-ID": full[1].id}).text)
+    assert got[0].type == "reset" and got[0].data["reason"] == "cursor_expired"
+    assert got[0].data["status"] == "completed" and got[0].data["replay_from"] == full[1].id
+    assert got[1:] == full[-5:]
+
+
+def test_expired_stream_still_gives_the_final_message_and_terminal_event(api, stack):
+    from shared import keys
+
+    sid = new_session(api)
+    r = send(api, sid, "hello there")
+    full = sse.parse(r.text)
+    mid = r.headers["x-message-id"]
+    _redis(stack, lambda redis: redis.delete(keys.events(sid, mid)))
+    got = sse.parse(api.get(r.headers["content-location"], headers={"Last-Event-ID": full[2].id}).text)
+    assert [e.type for e in got] == ["reset", "message", "done"]
+    assert got[0].data["reason"] == "stream_expired" and got[0].data["status"] == "completed"
+    assert got[1] == next(e for e in full if e.type == "message")
+    assert got[2] == full[-1]
+    body = send(api, sid, "x", stream=False)  # the session still works
+    assert body.status_code == 200
+
+
+def test_stream_retention_ttl_is_set_after_the_terminal_event(api, stack):
+    from shared import keys
+
+    sid = new_session(api)
+    mid = send(api, sid, "hello").headers["x-message-id"]
+    ttl = _redis(stack, lambda redis: redis.ttl(keys.events(sid, mid)))
+    record_ttl = _redis(stack, lambda redis: redis.ttl(keys.message(sid, mid)))
+    assert 0 < ttl <= 86_400
+    assert record_ttl > ttl

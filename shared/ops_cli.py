@@ -1,0 +1,339 @@
+"""``agentstream events tail|export|replay`` and ``agentstream sessions rebuild``.
+
+Operator commands over the stored event streams and session log. All read-only except
+``sessions rebuild --write``. Registered by ``shared/cli.py``; the JSON-lines format and the
+other pure parts live in ``shared/event_log.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from shared import connect, cursor, embedded, event_log, keys, session_log
+from shared.errors import NotFound
+from shared.events import TERMINAL
+from shared.messages import Record
+from shared.sessions import SessionStore
+from shared.settings import Settings
+
+BLOCK_MS = 1_000  # XREAD BLOCK per round: below connect.SOCKET_TIMEOUT_S, and Ctrl-C stays prompt
+BATCH = 500
+T = TypeVar("T")
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def _command(fn: Command) -> Command:
+    """Every failure an operator can cause becomes one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        try:
+            return fn(settings, args)
+        except (NotFound, event_log.LogFileError, cursor.CursorError) as exc:
+            print(f"agentstream: {exc}", file=sys.stderr)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError) as exc:
+            print(f"agentstream: cannot reach Redis: {exc}", file=sys.stderr)
+        except OSError as exc:
+            print(f"agentstream: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        except KeyboardInterrupt:
+            return 130
+        return 1
+
+    return run
+
+
+def _with_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    url = embedded.resolve_url(settings.redis_url, settings.data_dir)
+
+    async def go() -> T:
+        client = connect.client(url)
+        try:
+            return await work(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def _since(args: argparse.Namespace) -> str:
+    return cursor.fmt(cursor.parse(args.since)) if args.since else "0-0"
+
+
+# Reading what is stored
+
+
+async def _resolve(r: aioredis.Redis, ident: str) -> tuple[str, str | None]:
+    """(session id, message id or None for the whole session); NotFound for anything else."""
+    if ident.startswith("ses_") and await r.exists(keys.session(ident), keys.session_log(ident)):
+        return ident, None
+    if ident.startswith("msg_"):
+        ses = await r.get(keys.message_session(ident))
+        if ses:
+            return ses.decode(), ident
+    raise NotFound(f"no session or message with id {ident}")
+
+
+async def _session_messages(r: aioredis.Redis, ses_id: str) -> tuple[list[str], str]:
+    """Message ids from the log's ``user`` entries in log order, and the log's last id."""
+    rows = await r.xrange(keys.session_log(ses_id))
+    ids = [session_log.decode(f[b"d"]).message_id for _, f in rows if f[b"t"] == b"user"]
+    return list(dict.fromkeys(ids)), (rows[-1][0].decode() if rows else "0-0")
+
+
+async def _targets(r: aioredis.Redis, ident: str) -> tuple[str, list[str]]:
+    ses_id, msg_id = await _resolve(r, ident)
+    return ses_id, [msg_id] if msg_id else (await _session_messages(r, ses_id))[0]
+
+
+async def _stored(r: aioredis.Redis, ses_id: str, msg_ids: list[str],
+                  since: str) -> AsyncIterator[event_log.LogLine]:
+    for msg_id in msg_ids:
+        after = since
+        while True:
+            rows = await r.xrange(keys.events(ses_id, msg_id), min="(" + after, count=BATCH)
+            for eid, f in rows:
+                yield event_log.line_of(eid, f[b"t"], f[b"d"], msg_id)
+            if len(rows) < BATCH:
+                break
+            after = rows[-1][0].decode()
+
+
+# events export
+
+
+@_command
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    since = _since(args)
+    target = Path(args.output) if args.output else None
+
+    async def work(r: aioredis.Redis) -> tuple[int, int, int]:
+        ses_id, msg_ids = await _targets(r, args.id)
+        if target is None:
+            return await _write(r, ses_id, msg_ids, since, sys.stdout.buffer, None)
+        total = sum(await asyncio.gather(*(r.xlen(keys.events(ses_id, m)) for m in msg_ids)))
+        bar = sys.stderr if sys.stderr.isatty() else None  # a bar in a log file is only noise
+        # Written beside the target and renamed at the end: a failed export leaves no half file.
+        try:
+            fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.")
+        except OSError as exc:
+            raise event_log.LogFileError(f"cannot write {target}: {exc.strerror or exc}") from None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                counts = await _write(r, ses_id, msg_ids, since, out, (bar, total) if bar else None)
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return counts
+
+    sys.stdout.flush()
+    events, messages, size = _with_redis(settings, work)
+    if target is not None:
+        print(f"exported {events} events from {messages} messages ({size} bytes) to {target}",
+              file=sys.stderr)
+    return 0
+
+
+async def _write(r: aioredis.Redis, ses_id: str, msg_ids: list[str], since: str, out: IO[bytes],
+                 progress: tuple[IO[str], int] | None) -> tuple[int, int, int]:
+    events = size = 0
+    seen: set[str] = set()
+    async for line in _stored(r, ses_id, msg_ids, since):
+        data = event_log.encode_line(line)
+        out.write(data)
+        events, size = events + 1, size + len(data)
+        seen.add(line.message_id)
+        if progress and (events % 200 == 0):
+            progress[0].write("\r" + event_log.progress_bar(events, progress[1]))
+    out.flush()
+    if progress:
+        progress[0].write("\r" + event_log.progress_bar(events, events) + "\n")
+    return events, len(seen), size
+
+
+# events tail
+
+
+@_command
+def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
+    since = _since(args)
+
+    def emit(line: event_log.LogLine) -> None:
+        sys.stdout.buffer.write(event_log.encode_line(line))
+        sys.stdout.buffer.flush()
+
+    async def work(r: aioredis.Redis) -> None:
+        ses_id, msg_id = await _resolve(r, args.id)
+        if msg_id:
+            await _tail_message(r, ses_id, msg_id, since, emit)
+        else:
+            await _tail_session(r, ses_id, since, emit)
+
+    sys.stdout.flush()
+    try:
+        _with_redis(settings, work)
+    except KeyboardInterrupt:  # the documented way to stop following a session
+        pass
+    return 0
+
+
+async def _tail_message(r: aioredis.Redis, ses_id: str, msg_id: str, after: str,
+                        emit: Callable[[event_log.LogLine], None]) -> None:
+    key = keys.events(ses_id, msg_id)
+    while True:
+        reply = await r.xread({key: after}, count=BATCH, block=BLOCK_MS)
+        rows = reply[0][1] if reply else []
+        if not rows:
+            h = await r.hgetall(keys.message(ses_id, msg_id))
+            if h and not Record.from_hash(h).ended:
+                continue
+            # Ended (or expired) with nothing new in a blocking read: whatever the terminal
+            # write raced in since that read is picked up here, then there is no more.
+            rows = await r.xrange(key, min="(" + after)
+        for eid, f in rows:
+            emit(event_log.line_of(eid, f[b"t"], f[b"d"], msg_id))
+            after = eid.decode()
+            if f[b"t"].decode() in TERMINAL:
+                return
+        if not reply:
+            return
+
+
+async def _tail_session(r: aioredis.Redis, ses_id: str, since: str,
+                        emit: Callable[[event_log.LogLine], None]) -> None:
+    """One XREAD over the session log and every unfinished message stream: the log reveals
+    new messages; all keys share the session's hash tag, so this stays legal in Cluster."""
+    log_key = keys.session_log(ses_id)
+    msg_ids, log_after = await _session_messages(r, ses_id)
+    following = {keys.events(ses_id, m): (m, since) for m in msg_ids}
+    while True:
+        streams = {log_key: log_after, **{k: c for k, (_, c) in following.items()}}
+        reply = await r.xread(streams, count=BATCH, block=BLOCK_MS)
+        lines: list[event_log.LogLine] = []
+        for raw_key, rows in reply or []:
+            key = raw_key.decode()
+            if key == log_key:
+                log_after = rows[-1][0].decode()
+                for _, f in rows:
+                    if f[b"t"] == b"user":
+                        m = session_log.decode(f[b"d"]).message_id
+                        following.setdefault(keys.events(ses_id, m), (m, since))
+                continue
+            m = following[key][0]
+            following[key] = (m, rows[-1][0].decode())
+            for eid, f in rows:
+                lines.append(event_log.line_of(eid, f[b"t"], f[b"d"], m))
+                if f[b"t"].decode() in TERMINAL:
+                    del following[key]
+        for line in sorted(lines, key=lambda ln: cursor.parse(ln.id)):
+            emit(line)
+
+
+# events replay
+
+
+@_command
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    # The CLI is the composition root (see shared/cli.py): ``shared`` never imports the
+    # gateway at module level, but this command reuses its framing rather than copying it.
+    from gateway import sse
+
+    source = Path(args.source)
+    if source.exists() or not args.source.startswith(("msg_", "ses_")):
+        lines = event_log.read_file(source)
+    else:
+        async def work(r: aioredis.Redis) -> list[event_log.LogLine]:
+            ses_id, msg_ids = await _targets(r, args.source)
+            return [line async for line in _stored(r, ses_id, msg_ids, "0-0")]
+
+        lines = _with_redis(settings, work)
+        if not lines:
+            raise NotFound(f"{args.source} has no stored events (its streams may have expired)")
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    for line, delay in zip(lines, event_log.delays_s(lines, args.speed), strict=True):
+        if delay:
+            time.sleep(delay)
+        out.write(sse.frame(line.id, line.type, bytes(line.payload)))
+        out.flush()
+    return 0
+
+
+# sessions rebuild
+
+
+@_command
+def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.session_id.startswith("ses_"):
+        raise NotFound(f"no session with id {args.session_id}")
+
+    async def work(r: aioredis.Redis) -> dict[str, tuple[float, float]]:
+        try:
+            return await SessionStore(r, settings).rebuild(args.session_id, args.write)
+        except NotFound:
+            raise NotFound(f"no session with id {args.session_id}") from None
+
+    diff = _with_redis(settings, work)
+    if not diff:
+        print("projections match the log")
+        return 0
+    rows = [("field", "stored", "recomputed")] + [(f, _num(a), _num(b)) for f, (a, b) in diff.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"wrote {len(diff)} field(s)" if args.write else "read-only: pass --write to store the recomputed values")
+    return 0
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _speed(text: str) -> float | None:
+    try:
+        return event_log.parse_speed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(sub: Any) -> None:
+    events = sub.add_parser("events", help="read a message's or session's stored events")
+    ev = events.add_subparsers(dest="events_command", required=True)
+    since_help = "only events after this stream id (<ms>-<seq>)"
+
+    p = ev.add_parser("tail", help="follow live events as JSON lines (a message: until it ends; "
+                                   "a session: every message, until Ctrl-C)")
+    p.add_argument("id", metavar="SESSION_OR_MESSAGE_ID")
+    p.add_argument("--since", metavar="ID", help=since_help)
+    p.set_defaults(fn=cmd_tail)
+
+    p = ev.add_parser("export", help="write all stored events as JSON lines")
+    p.add_argument("id", metavar="SESSION_OR_MESSAGE_ID")
+    p.add_argument("--since", metavar="ID", help=since_help)
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    p.set_defaults(fn=cmd_export)
+
+    p = ev.add_parser("replay", help="re-emit an export file or a stored message as SSE on stdout")
+    p.add_argument("source", metavar="FILE_OR_MESSAGE_ID")
+    p.add_argument("--speed", type=_speed, default=1.0, metavar="X|max",
+                   help="scale the original timing by X (default 1); max: no delay")
+    p.set_defaults(fn=cmd_replay)
+
+    sessions = sub.add_parser("sessions", help="session projections")
+    ss = sessions.add_subparsers(dest="sessions_command", required=True)
+    p = ss.add_parser("rebuild", help="recompute a session's stats from its log and show what differs")
+    p.add_argument("session_id", metavar="SESSION_ID")
+    p.add_argument("--write", action="store_true", help="store the recomputed values (default: read-only)")
+    p.set_defaults(fn=cmd_rebuild)
