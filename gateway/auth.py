@@ -21,6 +21,10 @@ async def authenticate(request: Request) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     key = token.strip() if scheme.lower() == "bearer" else None
+    if key is None and request.method == "GET" and request.url.path.endswith("/events"):
+        # A browser EventSource cannot set headers; event streams alone also take the key as
+        # ?access_token= (the access log is off so it is not written down).
+        key = request.query_params.get("access_token")
     principal = await svc.tenants.authenticate(key)
     given = request.headers.get("x-namespace") or request.query_params.get("namespace")
     ns_id = await svc.tenants.resolve_namespace(principal, given)

@@ -35,6 +35,8 @@ def plan(after: tuple[int, int] | None, record: Record, info: dict[str, Any] | N
     if start > max(last, recorded_last):
         # The reader saw entries this stream no longer has (a failover lost its tail).
         return Plan(cur.START, _reset("cursor_ahead", record, "0-0"))
+    if record.terminal_id and start >= cur.parse(record.terminal_id):
+        return Plan(start, None, [])  # the reader already has the terminal event: nothing to wait for
     first = cur.parse(info["first"])
     trimmed = record.count > info["length"]
     if trimmed and start < first:

@@ -102,6 +102,7 @@ def parse_speed(text: str) -> float | None:
 
 def progress_bar(done: int, total: int, width: int = 30) -> str:
     """``[#####.....]  50% 5/10 events``; ``total`` is an estimate and may be passed."""
-    total = max(total, done, 1)
-    filled = width * done // total
-    return f"[{'#' * filled}{'.' * (width - filled)}] {100 * done // total:3d}% {done}/{total} events"
+    total = max(total, done)
+    part = done / total if total else 1.0
+    filled = int(width * part)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {int(100 * part):3d}% {done}/{total} events"

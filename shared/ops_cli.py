@@ -24,7 +24,7 @@ import redis.exceptions
 from shared import connect, cursor, embedded, event_log, keys, session_log
 from shared.errors import NotFound
 from shared.events import TERMINAL
-from shared.messages import Record
+from shared.messages import MessageStore
 from shared.sessions import SessionStore
 from shared.settings import Settings
 
@@ -43,10 +43,12 @@ def _command(fn: Command) -> Command:
             return fn(settings, args)
         except (NotFound, event_log.LogFileError, cursor.CursorError) as exc:
             print(f"agentstream: {exc}", file=sys.stderr)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError) as exc:
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             print(f"agentstream: cannot reach Redis: {exc}", file=sys.stderr)
+        except ConnectionError as exc:  # embedded.resolve_url: nothing configured or running
+            print(f"agentstream: {exc}", file=sys.stderr)
         except OSError as exc:
-            print(f"agentstream: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"agentstream: {exc}", file=sys.stderr)
         except KeyboardInterrupt:
             return 130
         return 1
@@ -177,7 +179,7 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     async def work(r: aioredis.Redis) -> None:
         ses_id, msg_id = await _resolve(r, args.id)
         if msg_id:
-            await _tail_message(r, ses_id, msg_id, since, emit)
+            await _tail_message(r, settings, ses_id, msg_id, since, emit)
         else:
             await _tail_session(r, ses_id, since, emit)
 
@@ -189,15 +191,15 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _tail_message(r: aioredis.Redis, ses_id: str, msg_id: str, after: str,
+async def _tail_message(r: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str, after: str,
                         emit: Callable[[event_log.LogLine], None]) -> None:
     key = keys.events(ses_id, msg_id)
     while True:
         reply = await r.xread({key: after}, count=BATCH, block=BLOCK_MS)
         rows = reply[0][1] if reply else []
         if not rows:
-            h = await r.hgetall(keys.message(ses_id, msg_id))
-            if h and not Record.from_hash(h).ended:
+            record = await MessageStore(r, settings).record(ses_id, msg_id)
+            if record and not record.ended:
                 continue
             # Ended (or expired) with nothing new in a blocking read: whatever the terminal
             # write raced in since that read is picked up here, then there is no more.
@@ -219,7 +221,7 @@ async def _tail_session(r: aioredis.Redis, ses_id: str, since: str,
     msg_ids, log_after = await _session_messages(r, ses_id)
     following = {keys.events(ses_id, m): (m, since) for m in msg_ids}
     while True:
-        streams = {log_key: log_after, **{k: c for k, (_, c) in following.items()}}
+        streams: dict[Any, Any] = {log_key: log_after, **{k: c for k, (_, c) in following.items()}}
         reply = await r.xread(streams, count=BATCH, block=BLOCK_MS)
         lines: list[event_log.LogLine] = []
         for raw_key, rows in reply or []:
@@ -236,7 +238,7 @@ async def _tail_session(r: aioredis.Redis, ses_id: str, since: str,
             for eid, f in rows:
                 lines.append(event_log.line_of(eid, f[b"t"], f[b"d"], m))
                 if f[b"t"].decode() in TERMINAL:
-                    del following[key]
+                    following.pop(key, None)
         for line in sorted(lines, key=lambda ln: cursor.parse(ln.id)):
             emit(line)
 
@@ -309,30 +311,27 @@ def _speed(text: str) -> float | None:
 
 
 def register(sub: Any) -> None:
-    events = sub.add_parser("events", help="read a message's or session's stored events")
-    ev = events.add_subparsers(dest="events_command", required=True)
-    since_help = "only events after this stream id (<ms>-<seq>)"
+    ev = sub.add_parser("events", help="a message's or session's events").add_subparsers(
+        dest="events_command", required=True)
+    for name, fn, text in (
+        ("tail", cmd_tail, "follow live events as JSON lines (a message: until it ends; "
+                           "a session: every message, until Ctrl-C)"),
+        ("export", cmd_export, "write all stored events as JSON lines"),
+    ):
+        p = ev.add_parser(name, help=text)
+        p.add_argument("id", metavar="SESSION_OR_MESSAGE_ID")
+        p.add_argument("--since", metavar="ID", help="only events after this stream id (<ms>-<seq>)")
+        p.set_defaults(fn=fn)
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")  # export's
 
-    p = ev.add_parser("tail", help="follow live events as JSON lines (a message: until it ends; "
-                                   "a session: every message, until Ctrl-C)")
-    p.add_argument("id", metavar="SESSION_OR_MESSAGE_ID")
-    p.add_argument("--since", metavar="ID", help=since_help)
-    p.set_defaults(fn=cmd_tail)
-
-    p = ev.add_parser("export", help="write all stored events as JSON lines")
-    p.add_argument("id", metavar="SESSION_OR_MESSAGE_ID")
-    p.add_argument("--since", metavar="ID", help=since_help)
-    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
-    p.set_defaults(fn=cmd_export)
-
-    p = ev.add_parser("replay", help="re-emit an export file or a stored message as SSE on stdout")
+    p = ev.add_parser("replay", help="re-emit an export file or a stored message's events as SSE on stdout")
     p.add_argument("source", metavar="FILE_OR_MESSAGE_ID")
     p.add_argument("--speed", type=_speed, default=1.0, metavar="X|max",
                    help="scale the original timing by X (default 1); max: no delay")
     p.set_defaults(fn=cmd_replay)
 
-    sessions = sub.add_parser("sessions", help="session projections")
-    ss = sessions.add_subparsers(dest="sessions_command", required=True)
+    ss = sub.add_parser("sessions", help="session projections").add_subparsers(
+        dest="sessions_command", required=True)
     p = ss.add_parser("rebuild", help="recompute a session's stats from its log and show what differs")
     p.add_argument("session_id", metavar="SESSION_ID")
     p.add_argument("--write", action="store_true", help="store the recomputed values (default: read-only)")

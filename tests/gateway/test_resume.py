@@ -76,3 +76,9 @@ def test_queued_message_without_stream_waits_live():
 def test_lost_stream_of_a_running_message_resets():
     p = plan((20, 0), record(), None)
     assert p.reset is not None and p.reset.reason == "stream_lost"
+
+
+def test_cursor_at_the_terminal_event_delivers_nothing_and_ends():
+    r = record(status="completed", terminal_id="30-0", terminal_type="done", terminal_payload=b"{}")
+    p = plan((30, 0), r, INFO)
+    assert p.reset is None and p.from_record == []

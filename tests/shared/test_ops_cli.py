@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 import redis.asyncio as aioredis
 
-from shared import connect, cursor, keys
+from shared import connect, cursor, event_log, keys
 from shared.cli import main
 from shared.events import (
     Done,
@@ -258,6 +258,33 @@ def test_no_redis_errors_in_one_line(cli, monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("AGENTSTREAM_REDIS_URL", f"unix://{tmp_path}/no.sock")
     code, _, err = cli("events", "export", "ses_x")
     assert code == 1 and err.startswith("agentstream: cannot reach Redis") and err.count("\n") == 1
+
+
+def test_no_configured_or_embedded_redis_errors_in_one_line(cli, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    monkeypatch.delenv("AGENTSTREAM_REDIS_URL")
+    monkeypatch.setenv("AGENTSTREAM_DATA_DIR", str(tmp_path))
+    code, _, err = cli("sessions", "rebuild", "ses_x")
+    assert code == 1 and err.startswith("agentstream: no Redis") and err.count("\n") == 1
+
+
+def test_bad_speed_is_a_usage_error(cli) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli("events", "replay", "x.jsonl", "--speed", "0")
+    assert exc.value.code == 2
+
+
+def test_replay_delays_scale_the_gaps_and_never_go_negative() -> None:
+    lines = [event_log.decode_line(f'{{"id":"{i}","type":"token","payload":{{}}}}'.encode())
+             for i in ("1000-0", "1500-3", "1200-0", "2200-0")]
+    assert event_log.delays_s(lines, 2.0) == [0.0, 0.25, 0.0, 0.5]
+    assert event_log.delays_s(lines, None) == [0.0] * 4
+
+
+def test_progress_bar_clamps_an_estimate_that_was_passed() -> None:
+    assert event_log.progress_bar(5, 10, width=10) == "[#####.....]  50% 5/10 events"
+    assert event_log.progress_bar(12, 10, width=4) == "[####] 100% 12/12 events"
+    assert event_log.progress_bar(0, 0, width=2) == "[##] 100% 0/0 events"
 
 
 def test_rebuild_reports_match_then_difference_after_corruption(cli, data: Fixture) -> None:

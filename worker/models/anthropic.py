@@ -25,8 +25,6 @@ from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, 
 from worker.models.errors import ProviderError
 
 MAX_RETRIES = 2
-# The agent API accepts temperatures up to 2.0 (OpenAI's range); Anthropic refuses above 1.0.
-MAX_TEMPERATURE = 1.0
 _RETRYABLE_KINDS = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error"}
 
 _encode = msgspec.json.Encoder()
@@ -78,12 +76,11 @@ class AnthropicModel:
 
 def request_for(turn: Turn) -> dict[str, Any]:
     """The Messages API request for the turn's next step."""
-    request: dict[str, Any] = {
-        "model": turn.model,
-        "max_tokens": turn.max_tokens,
-        "temperature": min(turn.temperature, MAX_TEMPERATURE),
-        "messages": messages_for(turn),
-    }
+    # No ``temperature``: the SDK (2.x) sends API version 2026-10-21, which refuses sampling
+    # parameters on every model, even at their defaults. ``turn.temperature`` stays part of the
+    # agent config for the built-in model and older providers, and is deliberately not sent.
+    request: dict[str, Any] = {"model": turn.model, "max_tokens": turn.max_tokens,
+                               "messages": messages_for(turn)}
     if system := system_for(turn):
         request["system"] = system
     if tools := tools_for(turn.tools):

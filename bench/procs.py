@@ -1,0 +1,262 @@
+"""The processes a bench run starts, and what it reads about them from /proc.
+
+Every server is a real process on loopback, started the way production starts it
+(``python -m shared.cli gateway|worker``) or the way the baselines start (``python -m bench...``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NOFILE_WANTED = 65_536
+
+
+def raise_nofile(wanted: int = NOFILE_WANTED) -> int:
+    """Raise RLIMIT_NOFILE for this process; children (gateways, Redis, load) inherit it.
+    The hard limit moves only with privilege; without it the soft limit goes up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), max(hard, wanted)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        parts = [int(x) for x in f.readline().split()[1:]]
+    idle = parts[3] + parts[4]
+    total = sum(parts[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_s(self) -> float:
+        return cpu_s(self.pid)
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+
+class CpuWindow:
+    """CPU used by a set of processes (and the machine) between start() and stop()."""
+
+    def __init__(self, procs: dict[str, int]) -> None:
+        self.procs = procs
+        self.t0 = 0.0
+        self.c0: dict[str, float] = {}
+        self.m0 = (0.0, 0.0)
+
+    def start(self) -> CpuWindow:
+        self.t0 = time.monotonic()
+        self.c0 = {n: cpu_s(p) for n, p in self.procs.items()}
+        self.m0 = machine_busy_s()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.t0
+        used = {n: cpu_s(p) - self.c0[n] for n, p in self.procs.items()}
+        busy, total = machine_busy_s()
+        return {
+            "wall_s": wall,
+            "cpu_s": used,
+            "core_pct": {n: 100 * u / wall for n, u in used.items()},
+            "machine_pct": 100 * (busy - self.m0[0]) / max(1e-9, total - self.m0[1]),
+        }
+
+
+@dataclass
+class Cluster:
+    """One embedded Redis and the servers of the run, under one temporary directory."""
+
+    data_dir: Path
+    redis_url: str = ""
+    redis_proc: subprocess.Popen[bytes] | None = None
+    procs: list[Proc] = field(default_factory=list)
+
+    def start_redis(self) -> None:
+        self.redis_proc = embedded.start(self.data_dir / "redis")
+        self.redis_url = embedded.url_for(self.data_dir / "redis")
+
+    @property
+    def redis_pid(self) -> int:
+        assert self.redis_proc is not None
+        return self.redis_proc.pid
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")}
+        env.update({"AGENTSTREAM_REDIS_URL": self.redis_url, "AGENTSTREAM_LOG_LEVEL": "warning",
+                    "AGENTSTREAM_FALLBACK_TO_BUILTIN": "true", "PYTHONUNBUFFERED": "1"})
+        env.update(extra)
+        return env
+
+    def spawn(self, name: str, module: str, *args: str, port: int | None = None, **extra: str) -> Proc:
+        log = self.data_dir / f"{name}-{len(self.procs)}.log"
+        env = self.env(**({"AGENTSTREAM_PORT": str(port)} if port else {}), **extra)
+        popen = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                                 stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        proc = Proc(name, popen, log, port)
+        self.procs.append(proc)
+        return proc
+
+    async def gateway(self, **extra: str) -> Proc:
+        return await self._http("gateway", "shared.cli", "gateway", **extra)
+
+    async def naive_gateway(self, **extra: str) -> Proc:
+        return await self._http("naive", "bench.baselines.naive_gateway", **extra)
+
+    async def ceiling(self) -> Proc:
+        return await self._http("ceiling", "bench.baselines.ceiling")
+
+    def worker(self, **extra: str) -> Proc:
+        return self.spawn("worker", "shared.cli", "worker", **extra)
+
+    def poll_worker(self) -> Proc:
+        """arq's own worker loop with its default 0.5 s poll and no inbound wake-up."""
+        return self.spawn("pollworker", "bench.baselines.poll_worker", AGENTSTREAM_FALLBACK_POLL_S="0.5")
+
+    async def _http(self, name: str, module: str, *args: str, **extra: str) -> Proc:
+        port = free_port()
+        proc = self.spawn(name, module, *args, port=port, **extra)
+        await asyncio.to_thread(wait_http, proc)
+        return proc
+
+    def stop(self, proc: Proc, timeout_s: float = 15) -> None:
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(signal.SIGTERM)
+            try:
+                proc.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self.procs):
+            self.stop(proc)
+        embedded.stop(self.redis_proc, self.data_dir / "redis")
+
+
+def wait_http(proc: Proc, path: str = "/healthz", timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited:\n{tail(proc.log)}")
+        try:
+            with urllib.request.urlopen(proc.url + path, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{proc.name} on port {proc.port} did not answer {path}")
+
+
+def tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+class Child:
+    """A load or producer process driven by JSON lines over stdin/stdout."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.log = log
+
+    @classmethod
+    async def start(cls, cluster: Cluster, name: str, module: str, spec: dict[str, Any]) -> Child:
+        spec_path = cluster.data_dir / f"{name}-{os.urandom(3).hex()}.json"
+        spec_path.write_text(json.dumps(spec))
+        log = spec_path.with_suffix(".log")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, str(spec_path), cwd=ROOT, env=cluster.env(),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"),
+            limit=64 * 1024 * 1024)
+        return cls(name, proc, log)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def read(self, timeout_s: float = 120) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
+        if not line:
+            await self.proc.wait()
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail(self.log)}")
+        out: dict[str, Any] = json.loads(line)
+        return out
+
+    async def ask(self, command: dict[str, Any], timeout_s: float = 120) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.proc.stdin.drain()
+        return await self.read(timeout_s)
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
