@@ -23,7 +23,9 @@ from shared.messages import MessageStore
 from shared.settings import Settings
 
 Entry = tuple[bytes | None, bytes, bytes]
-_ENDS = frozenset(t.encode() for t in TERMINAL | PAUSE)
+_TERMINAL = frozenset(t.encode() for t in TERMINAL)
+_PAUSE = frozenset(t.encode() for t in PAUSE)
+_ENDS = _TERMINAL | _PAUSE
 
 
 class Closed(Exception):
@@ -87,15 +89,18 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
         async def catch_up() -> tuple[list[Entry], bool]:
             nonlocal last
             out: list[Entry] = []
+            last_type = b""
             while True:
                 rows = await store.read(ses_id, msg_id, cur.fmt(last), batch)
                 for eid, t, d in rows:
                     out.append((eid, t, d))
-                    last = cur.parse(eid)
-                    if t in _ENDS:
+                    last, last_type = cur.parse(eid), t
+                    if t in _TERMINAL:
                         return out, True
                 if len(rows) < batch:
-                    return out, False
+                    # A pause ends the answer only while it is the stream's last word: once a
+                    # confirmation was answered, the stream goes on past it.
+                    return out, last_type in _PAUSE
 
         out, ended = await catch_up()
         if out:

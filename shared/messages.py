@@ -52,6 +52,8 @@ class Record:
     terminal_payload: bytes | None
     lease_until_ms: int
     finished_at_ms: int | None
+    job_id: str = ""  # the arq job that runs it now (a continuation gets its own)
+    confirm_expires_ms: int = 0
 
     @property
     def ended(self) -> bool:
@@ -85,6 +87,8 @@ class Record:
             terminal_payload=h.get(b"terminal_payload"),
             lease_until_ms=i("lease_until_ms"),
             finished_at_ms=i("finished_at_ms") or None,
+            job_id=s("job") or s("message_id") or "",
+            confirm_expires_ms=i("confirm_expires_ms"),
         )
 
 

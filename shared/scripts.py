@@ -152,7 +152,7 @@ local first = '0'
 if tonumber(s[3] or '0') == 0 then first = '1' end
 redis.call('HSET', rec, 'message_id', ARGV[1], 'session_id', string.match(ses, '{(.-)}'),
            'namespace_id', ARGV[8], 'status', 'queued', 'attempt', 0, 'count', 0,
-           'created_at_ms', ARGV[3], 'content', ARGV[7], 'first', first)
+           'created_at_ms', ARGV[3], 'content', ARGV[7], 'first', first, 'job', ARGV[1])
 redis.call('EXPIRE', rec, ARGV[6])
 redis.call('XADD', log, '*', 't', 'user', 'd', ARGV[2])
 if s[5] then redis.call('PEXPIREAT', log, tonumber(s[5]) + 60000) end

@@ -58,6 +58,9 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
     try:
         await pipeline.run(deps, ses_id, msg_id, attempt)
         return "completed"
+    except pipeline.Paused as exc:
+        log.info("message %s paused for confirmation %s", msg_id, exc)
+        return "paused"
     except Fenced as exc:
         log.info("message %s attempt %d stopped: %s", msg_id, attempt, exc)
         return "fenced"

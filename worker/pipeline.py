@@ -11,7 +11,9 @@ from typing import Any
 import msgspec
 
 from shared import catalogue, keys
+from shared.confirmations import ConfirmationStore
 from shared.events import (
+    ConfirmationRequired,
     Done,
     Event,
     Intent,
@@ -25,7 +27,7 @@ from shared.events import (
     ToolCall,
     ToolResult,
 )
-from shared.ids import now_ms
+from shared.ids import iso, now_ms
 from shared.intent import classify
 from shared.models import DEFAULT_SYSTEM_PROMPT
 from shared.session_log import AssistantEntry, ToolEntry, TurnEntry, UserEntry
@@ -137,9 +139,17 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
 async def _call_tool(deps: Deps, em: Emitter, ctx: ToolContext, turn: Turn, use: ToolUse) -> tuple[ToolReport, list[Event]]:
     await em.emit(ToolCall(tool_name=use.name, tool_call_id=use.tool_call_id, inputs=use.inputs))
     recorded = em.recorded_tool(use.tool_call_id)
+    decision = None
+    if recorded is None and catalogue.BY_NAME[use.name].requires_confirmation and use.name in turn.tools:
+        decision = await _confirm(deps, em, ctx, use)
     if recorded is not None:
         # A dead attempt ran this call and its result is in the stream: never run it twice.
         result, follow = recorded
+    elif decision == "denied":
+        follow = []
+        result = ToolResult(tool_name=use.name, tool_call_id=use.tool_call_id, success=False,
+                            output={"approved": False, "message": "The user denied this action; it was not run"},
+                            latency_ms=0.0, error="denied")
     else:
         started = time.perf_counter()
         follow = []
@@ -165,6 +175,22 @@ async def _call_tool(deps: Deps, em: Emitter, ctx: ToolContext, turn: Turn, use:
                                 output={"error": str(exc)}, latency_ms=ms, error=str(exc))
     await em.emit(result, *follow)
     return ToolReport(use.tool_call_id, use.name, use.inputs, result.success, result.output), follow
+
+
+class Paused(Exception):
+    """The run waits for the user's answer to a confirmation; the job ends here."""
+
+
+async def _confirm(deps: Deps, em: Emitter, ctx: ToolContext, use: ToolUse) -> str:
+    """Ask (or re-ask, on a continuation: the same event replays) and return the decision."""
+    conf = await ConfirmationStore(deps.redis).open(ctx.session_id, ctx.message_id, use.tool_call_id, use.name,
+                                                    use.inputs)
+    await em.emit(ConfirmationRequired(confirmation_id=conf.confirmation_id, tool_name=use.name,
+                                       inputs=use.inputs, expires_at=iso(conf.expires_ms),
+                                       message=f"{use.name} changes your data: approve or deny it"))
+    if conf.state == "pending":
+        raise Paused(conf.confirmation_id)
+    return conf.state
 
 
 async def _history(deps: Deps, ses_id: str, msg_id: str) -> list[dict[str, Any]]:

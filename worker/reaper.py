@@ -25,6 +25,7 @@ from worker.deps import Deps
 
 log = logging.getLogger("agentstream.reaper")
 QUEUED_GRACE_MS = 5_000
+CONFIRM_GRACE_MS = 2_000  # answers at the last moment still get to run
 BATCH = 200
 
 
@@ -58,13 +59,13 @@ async def reap_once(deps: Deps) -> int:
             await deps.redis.zrem(keys.ACTIVE, member)
             continue
         async with deps.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.ARQ_JOB + msg_id)
-            pipe.exists(keys.ARQ_IN_PROGRESS + msg_id)
+            pipe.exists(keys.ARQ_JOB + record.job_id)
+            pipe.exists(keys.ARQ_IN_PROGRESS + record.job_id)
             job_exists, in_progress = await pipe.execute()
         next_check = now + interval_ms
         if record.status == "queued":
             if not job_exists and not in_progress and now - record.created_at_ms > QUEUED_GRACE_MS:
-                await jobs.enqueue(deps.arq, deps.redis, s, ses_id, msg_id)
+                await jobs.enqueue(deps.arq, deps.redis, s, ses_id, msg_id, record.job_id)
                 log.info("message %s had no job; enqueued", msg_id)
                 acted += 1
             next_check = now + QUEUED_GRACE_MS
@@ -76,14 +77,19 @@ async def reap_once(deps: Deps) -> int:
                 acted += await end_with_error(deps, ses_id, msg_id, "job_lost",
                                               "The message's job was dropped by the queue")
             else:
-                await deps.redis.delete(keys.ARQ_IN_PROGRESS + msg_id)
+                await deps.redis.delete(keys.ARQ_IN_PROGRESS + record.job_id)
                 await jobs.wake(deps.redis, s, ses_id, msg_id)
                 log.info("message %s: lease of attempt %d expired; restarting", msg_id, record.attempt)
                 acted += 1
             next_check = now + int(s.lease_s * 1000)
         elif record.status == "running":
             next_check = max(record.lease_until_ms, now) + interval_ms
-        else:  # awaiting_confirmation: the confirmation's expiry is checked on its own clock
-            next_check = now + 30_000
+        elif record.status == "awaiting_confirmation":
+            if record.confirm_expires_ms and now > record.confirm_expires_ms + CONFIRM_GRACE_MS:
+                acted += await end_with_error(deps, ses_id, msg_id, "confirmation_expired",
+                                              "Nobody answered the confirmation within 5 minutes")
+            next_check = max(record.confirm_expires_ms + CONFIRM_GRACE_MS, now + interval_ms)
+        else:
+            next_check = now + interval_ms
         await deps.redis.zadd(keys.ACTIVE, {member: next_check}, xx=True)
     return acted

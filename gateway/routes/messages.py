@@ -80,7 +80,7 @@ async def send_message(request: Request) -> Response:
         headers["Idempotent-Replayed"] = "false" if created else "true"
     if req.stream is False:
         return await _json_answer(svc, ses_id, msg_id, headers)
-    return await _sse_answer(svc, ses_id, msg_id, after, headers)
+    return await sse_answer(svc, ses_id, msg_id, after, headers)
 
 
 async def _accept(svc: Services, caller: Caller, ses_id: str, msg_id: str, content: str,
@@ -97,7 +97,7 @@ async def _accept(svc: Services, caller: Caller, ses_id: str, msg_id: str, conte
     return created, final
 
 
-async def _sse_answer(svc: Services, ses_id: str, msg_id: str, after: tuple[int, int] | None,
+async def sse_answer(svc: Services, ses_id: str, msg_id: str, after: tuple[int, int] | None,
                       headers: dict[str, str]) -> Response:
     reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, after)
     return StreamingResponse(sse_body(reader, svc.settings.sse_retry_ms), headers={**sse.HEADERS, **headers})
@@ -176,7 +176,7 @@ async def message_events(request: Request) -> Response:
         # The reader has everything: 204 tells an EventSource to stop reconnecting. (A cursor
         # beyond the terminal event is not "everything": it gets a cursor_ahead reset.)
         return Response(status_code=204, headers={"X-Message-Id": msg_id})
-    return await _sse_answer(svc, ses_id, msg_id, after, {"X-Message-Id": msg_id})
+    return await sse_answer(svc, ses_id, msg_id, after, {"X-Message-Id": msg_id})
 
 
 async def cancel_message(request: Request) -> Response:

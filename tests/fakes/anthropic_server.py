@@ -92,9 +92,11 @@ def plausible(body: dict[str, Any]) -> Reply:
 
 def events_for(reply: Reply, model: str, message_id: str, tool_ids: list[str]) -> list[SseEvent]:
     """The SSE events of one streamed reply, in protocol order (pure)."""
-    message: dict[str, Any] = {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
-               "stop_reason": None, "stop_sequence": None,
-               "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1}}
+    message: dict[str, Any] = {
+        "id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
+    }
     out: list[SseEvent] = [("message_start", {"type": "message_start", "message": message}),
                            ("ping", {"type": "ping"})]
     ids = iter(tool_ids)

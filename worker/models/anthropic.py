@@ -25,6 +25,9 @@ from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, 
 from worker.models.errors import ProviderError
 
 MAX_RETRIES = 2
+# Always passed explicitly: left None, the SDK would read ANTHROPIC_BASE_URL itself, and the
+# settings are meant to be the one place configuration comes from.
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 _RETRYABLE_KINDS = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error"}
 
 _encode = msgspec.json.Encoder()
@@ -36,7 +39,7 @@ class AnthropicModel:
                  client: anthropic.AsyncAnthropic | None = None) -> None:
         # The key lives only inside the client; this object never stores or shows it.
         self._owns_client = client is None
-        self._client = client or anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url,
+        self._client = client or anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url or DEFAULT_BASE_URL,
                                                           max_retries=MAX_RETRIES)
 
     def __repr__(self) -> str:

@@ -56,6 +56,15 @@ class BuiltinModel:
         elif turn.intent == "retriever_search":
             wanted.append(("list_collections", {}))
             wanted.append(("smart_search", {"query": turn.content, "limit": 5}))
+        elif turn.intent == "collection_management":
+            name = _collection_name(turn.content)
+            if name and re.search(r"\b(delete|remove|drop)\b", turn.content, re.I):
+                wanted.append(("delete_collection", {"collection_identifier": name}))
+            elif name:
+                wanted.append(("create_collection", {"collection_name": name,
+                                                     "description": f"Created from chat: {_clip(turn.content, 60)}"}))
+            else:
+                wanted.append(("list_collections", {}))
         elif turn.intent == "pipeline_setup":
             wanted.append(("detect_intent", {"user_request": turn.content}))
             wanted.append(("list_collections", {}))
@@ -78,12 +87,28 @@ class BuiltinModel:
         return " ".join(p for p in parts if p)
 
 
+_NAMED = re.compile(r"\b(?:named|called)\s+[\"']?([A-Za-z0-9][\w.-]*)", re.I)
+_AFTER_COLLECTION = re.compile(r"\bcollection\s+[\"']?([A-Za-z0-9][\w.-]*)", re.I)
+_NOT_NAMES = {"named", "called", "for", "with", "a", "the", "of", "to", "please"}
+
+
+def _collection_name(text: str) -> str | None:
+    """The name in "... named X" / "... called X", else "collection X"."""
+    for pattern in (_NAMED, _AFTER_COLLECTION):
+        for m in pattern.finditer(text):
+            if m.group(1).lower() not in _NOT_NAMES:
+                return m.group(1).rstrip(".")
+    return None
+
+
 def _clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _describe(r: ToolReport) -> str:
     if not r.success:
+        if isinstance(r.output, dict) and r.output.get("approved") is False:
+            return f"I did not run {r.name}: you denied it, so nothing was changed."
         return f"The {r.name} tool failed: {r.output}."
     out = r.output if isinstance(r.output, dict) else {}
     if r.name == "list_collections":
@@ -106,6 +131,10 @@ def _describe(r: ToolReport) -> str:
             title = meta.get("title") or meta.get("name") or _clip(str(meta.get("body", "")), 60) or d.get("document_id")
             lines.append(f"\"{title}\" [{d.get('document_id')}]")
         return f"I found {len(docs)} matching document(s); the most relevant are " + "; ".join(lines) + "."
+    if r.name in ("create_collection", "delete_collection"):
+        verb = "Created" if r.name == "create_collection" else "Deleted"
+        col = out.get("collection") or out
+        return f"{verb} the collection {col.get('collection_name', '')} ({col.get('collection_id', '')})."
     if r.name == "detect_intent":
         return (f"Your request reads as {out.get('intent', 'unclear')} "
                 f"(recommended next step: {out.get('recommended_action', 'clarify')}).")

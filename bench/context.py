@@ -1,0 +1,56 @@
+"""What every scenario gets: the cluster, a Redis client, fixtures, a tenant, and the counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from bench.fixtures import Fixtures, Tenant
+from bench.procs import Cluster
+from shared.settings import Settings
+
+TARGETS = ("project", "naive", "ceiling")
+
+
+@dataclass(frozen=True)
+class Counts:
+    ttfe_samples: int = 200  # idle TTFE, one message at a time
+    ttfe_poll_samples: int = 60  # the same against arq's 0.5 s poll (each takes ~0.3 s)
+    ttfe_senders: int = 50
+    ttfe_loaded_s: float = 10.0
+    streams: int = 1000
+    live_rates: tuple[int, ...] = (5000, 20000)
+    live_s: float = 10.0
+    drain_timeout_s: float = 20.0
+    ramp_step_s: float = 3.0
+    ramp_factor: float = 1.25
+    ramp_max: int = 400_000
+    ramp_refine: bool = True
+    capacity_streams: int = 10_000
+    replay_events: int = 10_000
+    replay_repeats: int = 7
+    idle_s: float = 10.0
+
+
+FULL = Counts()
+QUICK = Counts(ttfe_samples=40, ttfe_poll_samples=10, ttfe_loaded_s=3.0, live_s=2.0, drain_timeout_s=5.0,
+               ramp_step_s=1.5, ramp_factor=1.4, ramp_refine=False, capacity_streams=2000, replay_repeats=3,
+               idle_s=5.0)
+
+# A rate is "sustained" when the producer kept it, nothing was lost, everything arrived within
+# this long after the producer stopped, and p99 latency stayed under the bound.
+SUSTAIN_ACHIEVED = 0.97
+SUSTAIN_DRAIN_S = 0.5
+SUSTAIN_P99_MS = 250.0
+
+
+@dataclass
+class Ctx:
+    cluster: Cluster
+    redis: aioredis.Redis
+    settings: Settings
+    fx: Fixtures
+    tenant: Tenant
+    counts: Counts
+    quick: bool

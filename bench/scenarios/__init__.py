@@ -1,0 +1,1 @@
+"""One module per scenario of issue 4; each measures one server kind and returns its figures."""

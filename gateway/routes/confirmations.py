@@ -1,0 +1,38 @@
+"""Answering a confirmation: the paused message continues, streamed as a new SSE answer."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth import authenticate
+from gateway.bodies import parse, read_body
+from gateway.context import services
+from gateway.routes.messages import events_url, sse_answer
+from shared import cursor as cur
+from shared import jobs, models
+from shared.confirmations import ConfirmationStore
+from shared.errors import NotFound
+
+
+async def respond_to_confirmation(request: Request) -> Response:
+    caller = await authenticate(request)
+    svc = services(request)
+    ses_id = request.path_params["session_id"]
+    conf_id = request.path_params["confirmation_id"]
+    await svc.sessions.load(caller.namespace_id, ses_id)
+    req = parse(await read_body(request, svc.settings.max_body_bytes), models.ConfirmationRequest)
+    store = ConfirmationStore(svc.redis)
+    conf = await store.get(ses_id, conf_id)
+    if conf is None:
+        raise NotFound("Confirmation not found", code="confirmation_not_found", details={"confirmation_id": conf_id})
+    job_id = f"{conf.message_id}:{conf_id}"
+    paused_at = await store.answer(ses_id, conf, req.approved, job_id)
+    await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, conf.message_id, job_id)
+    headers = {"X-Message-Id": conf.message_id, "Content-Location": events_url(ses_id, conf.message_id)}
+    return await sse_answer(svc, ses_id, conf.message_id, cur.parse(paused_at), headers)
+
+
+ROUTES = [Route("/v1/agents/sessions/{session_id}/confirmations/{confirmation_id}", respond_to_confirmation,
+                methods=["POST"])]
