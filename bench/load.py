@@ -155,7 +155,7 @@ async def replay(spec: dict[str, Any]) -> None:
     runs: list[dict[str, Any]] = []
     for _ in range(spec["repeats"]):
         c = OneShot(b"\nevent: ", (b"event: done",))
-        await loop.create_connection(lambda: c, host, port)
+        await loop.create_connection(lambda c=c: c, host, port)  # type: ignore[misc]
         t0 = time.monotonic_ns()
         c.send(request("GET", host, port, spec["path"], headers))
         await asyncio.wait_for(c.finished, 60)

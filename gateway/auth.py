@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from gateway.context import services
+from gateway.limits import check_rate
 from shared.tenancy import Principal
 
 
@@ -26,6 +27,7 @@ async def authenticate(request: Request) -> Caller:
         # ?access_token= (the access log is off so it is not written down).
         key = request.query_params.get("access_token")
     principal = await svc.tenants.authenticate(key)
+    await check_rate(svc.redis, svc.settings, principal.key_hash)
     given = request.headers.get("x-namespace") or request.query_params.get("namespace")
     ns_id = await svc.tenants.resolve_namespace(principal, given)
     request.state.key_hash = principal.key_hash

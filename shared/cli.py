@@ -159,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
     kc = keys.add_parser("create", help="print a new API key for a namespace (stored only as a hash)")
     kc.add_argument("--namespace", required=True)
     kc.set_defaults(fn=cmd_keys_create)
-    for extra in ("shared.ops_cli:register",):
+    for extra in ("shared.ops_cli:register", "shared.bench_cli:register"):
         try:
             _run_module(extra)(sub)
         except ModuleNotFoundError:

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import functools
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -178,23 +179,31 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work(r: aioredis.Redis) -> None:
         ses_id, msg_id = await _resolve(r, args.id)
-        if msg_id:
-            await _tail_message(r, settings, ses_id, msg_id, since, emit)
-        else:
-            await _tail_session(r, ses_id, since, emit)
+        # Ctrl-C (the documented way to stop following a session) sets a flag checked between
+        # reads rather than cancelling the task: redis-py can swallow a cancellation that lands
+        # mid-command (redis/redis-py#2028), which left the loop running.
+        stop, loop = asyncio.Event(), asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            pass
+        try:
+            if msg_id:
+                await _tail_message(r, settings, ses_id, msg_id, since, emit, stop)
+            else:
+                await _tail_session(r, ses_id, since, emit, stop)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
 
     sys.stdout.flush()
-    try:
-        _with_redis(settings, work)
-    except KeyboardInterrupt:  # the documented way to stop following a session
-        pass
+    _with_redis(settings, work)
     return 0
 
 
 async def _tail_message(r: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str, after: str,
-                        emit: Callable[[event_log.LogLine], None]) -> None:
+                        emit: Callable[[event_log.LogLine], None], stop: asyncio.Event) -> None:
     key = keys.events(ses_id, msg_id)
-    while True:
+    while not stop.is_set():
         reply = await r.xread({key: after}, count=BATCH, block=BLOCK_MS)
         rows = reply[0][1] if reply else []
         if not rows:
@@ -214,13 +223,13 @@ async def _tail_message(r: aioredis.Redis, settings: Settings, ses_id: str, msg_
 
 
 async def _tail_session(r: aioredis.Redis, ses_id: str, since: str,
-                        emit: Callable[[event_log.LogLine], None]) -> None:
+                        emit: Callable[[event_log.LogLine], None], stop: asyncio.Event) -> None:
     """One XREAD over the session log and every unfinished message stream: the log reveals
     new messages; all keys share the session's hash tag, so this stays legal in Cluster."""
     log_key = keys.session_log(ses_id)
     msg_ids, log_after = await _session_messages(r, ses_id)
     following = {keys.events(ses_id, m): (m, since) for m in msg_ids}
-    while True:
+    while not stop.is_set():
         streams: dict[Any, Any] = {log_key: log_after, **{k: c for k, (_, c) in following.items()}}
         reply = await r.xread(streams, count=BATCH, block=BLOCK_MS)
         lines: list[event_log.LogLine] = []

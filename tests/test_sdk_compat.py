@@ -184,8 +184,29 @@ def id_tuple(eid: str | None) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
+# the payload keys the reference's SSE catalogue names (§4); extra keys are allowed
+EVENT_KEYS = {
+    "intent": {"intent", "confidence", "category", "reasoning", "context_scope"},
+    "thinking": {"step", "message"},
+    "tool_call": {"tool_name", "tool_call_id", "inputs"},
+    "tool_result": {"tool_name", "tool_call_id", "success", "output", "latency_ms"},
+    "token": {"content"},
+    "message": {"content", "message_id", "is_final"},
+    "session_name": {"session_name"},
+    "done": {"latency_ms", "tool_calls_made", "message_id", "retriever_summary", "data_accessed_via_retriever"},
+    "error": {"message", "recoverable"},
+    "retriever_execution": {"tool_name", "execution_id", "retriever_id", "is_adhoc", "documents_returned",
+                            "latency_ms", "message"},
+    "pipeline_config": {"tool_name", "config", "message"},
+    "confirmation_required": {"confirmation_id"},
+}
+
+
 def check_stream(events: list[Sse]) -> dict[str, Sse]:
     """The invariants every completed message stream holds. Returns the last event of each type."""
+    for e in events:
+        assert e.event in EVENT_KEYS, e
+        assert EVENT_KEYS[e.event] <= set(e.data), e
     ids = [id_tuple(e.id) for e in events]
     assert all(a < b for a, b in zip(ids, ids[1:], strict=False)), f"ids not strictly increasing: {ids}"
     terminals = [i for i, e in enumerate(events) if e.event in TERMINAL]
@@ -471,16 +492,18 @@ def test_confirming_an_unknown_confirmation_is_404_with_an_error_body(sdk: mixpe
     assert error_of(exc.value, 404).error.type == "NotFoundError"
 
 
-def _ask_to_delete(sdk: mixpeek.AgentSessionsApi) -> tuple[str, dict[str, Any]]:
+def _ask_to_delete(sdk: mixpeek.AgentSessionsApi) -> tuple[str, list[Sse], mixpeek.ApiResponse]:
     s = new_session(sdk)
-    _, events = stream(sdk, s.session_id, f"delete the collection {DEMO_COLLECTION}")
+    resp, events = stream(sdk, s.session_id, f"delete the collection {DEMO_COLLECTION}")
     ids = [id_tuple(e.id) for e in events]
-    assert ids == sorted(set(ids))
+    assert all(a < b for a, b in zip(ids, ids[1:], strict=False))
     assert events[-1].event == "confirmation_required", [e.event for e in events]
     assert not TERMINAL & {e.event for e in events}  # paused, not over
     confirmation = events[-1].data
     assert confirmation["confirmation_id"].startswith("conf_")
-    return s.session_id, confirmation
+    assert confirmation["tool_name"] == "delete_collection"
+    assert confirmation["inputs"] == {"collection_identifier": DEMO_COLLECTION}
+    return s.session_id, events, resp
 
 
 def _collection_names(stack: Stack, ns_id: str) -> list[str]:
@@ -497,35 +520,59 @@ def _collection_names(stack: Stack, ns_id: str) -> list[str]:
 @pytest.mark.skipif(not HAS_CONFIRMATIONS, reason="no confirmation flow (gateway/routes/confirmations.py)")
 def test_approving_a_confirmation_runs_the_write_tool(sdk: mixpeek.AgentSessionsApi, stack: Stack,
                                                       seeded: tuple[str, str, str]) -> None:
-    ses_id, confirmation = _ask_to_delete(sdk)
+    ses_id, before, paused = _ask_to_delete(sdk)
+    conf_id = before[-1].data["confirmation_id"]
     resp = sdk.respond_to_confirmation_agents_sessions_with_http_info(
-        ses_id, confirmation["confirmation_id"], ConfirmationRequest(approved=True),
-        _request_timeout=SSE_TIMEOUT_S)
+        ses_id, conf_id, ConfirmationRequest(approved=True), _request_timeout=SSE_TIMEOUT_S)
     assert resp.status_code == 200 and content_type(resp) == "text/event-stream"
     assert isinstance(resp.data, str)
-    events = parse_sse(resp.data)
-    assert events[-1].event == "done" and [e.event for e in events].count("done") == 1
-    results = [e.data for e in events if e.event == "tool_result"]
+    assert header(resp, "X-Message-Id") == header(paused, "X-Message-Id")  # the same message continues
+    after = parse_sse(resp.data)
+    check_stream(before + after)
+    results = [e.data for e in after if e.event == "tool_result"]
     assert [(r["tool_name"], r["success"]) for r in results] == [("delete_collection", True)]
     assert DEMO_COLLECTION not in _collection_names(stack, seeded[2])
-    with pytest.raises(ApiException) as exc:  # already processed
-        sdk.respond_to_confirmation_agents_sessions(ses_id, confirmation["confirmation_id"],
-                                                    ConfirmationRequest(approved=True))
-    assert exc.value.status in (400, 404, 409, 422) and exc.value.body
+    with pytest.raises(BadRequestException) as exc:  # already processed
+        sdk.respond_to_confirmation_agents_sessions(ses_id, conf_id, ConfirmationRequest(approved=True))
+    assert error_of(exc.value, 400).error.code == "confirmation_already_answered"
+    tool_rows = [m for m in sdk.get_history_agents_sessions(ses_id).messages if m.role == "tool"]
+    assert [(m.tool_name, m.tool_status) for m in tool_rows] == [("delete_collection", "success")]
 
 
 @pytest.mark.skipif(not HAS_CONFIRMATIONS, reason="no confirmation flow (gateway/routes/confirmations.py)")
 def test_denying_a_confirmation_does_not_run_the_tool(sdk: mixpeek.AgentSessionsApi, stack: Stack,
                                                       seeded: tuple[str, str, str]) -> None:
-    ses_id, confirmation = _ask_to_delete(sdk)
-    text = sdk.respond_to_confirmation_agents_sessions(ses_id, confirmation["confirmation_id"],
-                                                       ConfirmationRequest(approved=False),
+    ses_id, before, _ = _ask_to_delete(sdk)
+    conf_id = before[-1].data["confirmation_id"]
+    other = new_session(sdk)
+    with pytest.raises(NotFoundException) as exc:  # the confirmation belongs to another session
+        sdk.respond_to_confirmation_agents_sessions(other.session_id, conf_id, ConfirmationRequest(approved=True))
+    assert error_of(exc.value, 404).error.code == "confirmation_not_found"
+    text = sdk.respond_to_confirmation_agents_sessions(ses_id, conf_id, ConfirmationRequest(approved=False),
                                                        _request_timeout=SSE_TIMEOUT_S)
     assert isinstance(text, str)
-    events = parse_sse(text)
-    assert events[-1].event == "done"
-    assert not [e for e in events if e.event == "tool_result" and e.data.get("success")]
+    after = parse_sse(text)
+    by_type = check_stream(before + after)
+    assert by_type["tool_result"].data["success"] is False
+    assert "denied" in by_type["message"].data["content"]
     assert DEMO_COLLECTION in _collection_names(stack, seeded[2])
+
+
+@pytest.mark.skipif(not HAS_CONFIRMATIONS, reason="no confirmation flow (gateway/routes/confirmations.py)")
+def test_a_non_streamed_message_reports_its_pause_and_the_answer_streams(sdk: mixpeek.AgentSessionsApi,
+                                                                         stack: Stack,
+                                                                         seeded: tuple[str, str, str]) -> None:
+    s = new_session(sdk)
+    paused = sdk.send_message_agents_sessions(
+        s.session_id, SendMessageRequest(content=f"delete the collection {DEMO_COLLECTION}", stream=False),
+        _request_timeout=SSE_TIMEOUT_S)
+    assert isinstance(paused, dict) and paused["status"] == "awaiting_confirmation"
+    conf_id = paused["confirmation"]["confirmation_id"]
+    text = sdk.respond_to_confirmation_agents_sessions(s.session_id, conf_id, ConfirmationRequest(approved=True),
+                                                       _request_timeout=SSE_TIMEOUT_S)
+    events = parse_sse(text)
+    assert events[-1].event == "done" and events[-1].data["message_id"] == paused["message_id"]
+    assert DEMO_COLLECTION not in _collection_names(stack, seeded[2])
 
 
 # 9. detect_intent
@@ -736,3 +783,99 @@ def test_the_sdk_body_shapes_are_accepted_byte_for_byte(gateway: Proc, tenant: t
         listed = http.post("/v1/agents/sessions/list", headers={"Content-Type": "application/json"})
         assert listed.status_code == 200 and listed.json()["total"] == 1
 
+
+
+# Per-call extras the SDK offers (_headers, _without_preload_content) and the edges of a request
+
+
+def test_namespace_header_takes_a_name_or_an_id_and_hides_foreign_ones(gateway: Proc, stack: Stack,
+                                                                       tenant: tuple[str, str, str]) -> None:
+    key, ns_name, ns_id = tenant
+    with sdk_client(gateway.url, key, ns_id) as by_id, sdk_client(gateway.url, key, ns_name) as by_name:
+        s = new_session(by_id)
+        assert by_name.get_session_agents(s.session_id).namespace_id == ns_id
+    with sdk_client(gateway.url, key, None) as implicit:  # a key with one namespace needs no header
+        assert implicit.get_session_agents(s.session_id).session_id == s.session_id
+    _, foreign, _ = stack.new_tenant()
+    bodies = []
+    for ns in (foreign, "no-such-namespace"):
+        with sdk_client(gateway.url, key, ns) as wrong:
+            with pytest.raises(NotFoundException) as exc:
+                wrong.list_tools_agents_sessions()
+        assert error_of(exc.value, 404).error.code == "namespace_not_found"
+        bodies.append((exc.value.body or "").replace(ns, "<ns>"))
+    assert bodies[0] == bodies[1]
+
+
+def test_idempotency_key_and_last_event_id_travel_in_sdk_headers(sdk: mixpeek.AgentSessionsApi) -> None:
+    s = new_session(sdk)
+    request = SendMessageRequest(content="hello")
+    first = sdk.send_message_agents_sessions_with_http_info(s.session_id, request, _headers={"Idempotency-Key": "k1"},
+                                                            _request_timeout=SSE_TIMEOUT_S)
+    events = parse_sse(first.data)
+    check_stream(events)
+    assert header(first, "Idempotent-Replayed") == "false"
+    again = sdk.send_message_agents_sessions_with_http_info(s.session_id, request, _headers={"Idempotency-Key": "k1"},
+                                                            _request_timeout=SSE_TIMEOUT_S)
+    assert header(again, "Idempotent-Replayed") == "true"
+    assert header(again, "X-Message-Id") == header(first, "X-Message-Id")
+    assert parse_sse(again.data) == events  # the same message, replayed, not run twice
+    cut = len(events) // 2
+    tail = sdk.send_message_agents_sessions(s.session_id, request, _request_timeout=SSE_TIMEOUT_S,
+                                            _headers={"Idempotency-Key": "k1", "Last-Event-ID": events[cut].id})
+    assert parse_sse(tail) == events[cut + 1:]
+    assert sdk.get_session_agents(s.session_id).message_count == 2
+    with pytest.raises(ApiException) as exc:  # same key, another body: 409 is outside the SDK's map
+        sdk.send_message_agents_sessions(s.session_id, SendMessageRequest(content="bye"),
+                                         _headers={"Idempotency-Key": "k1"}, _request_timeout=SSE_TIMEOUT_S)
+    assert exc.value.status == 409 and exc.value.data is None
+    assert ErrorResponse.from_json(exc.value.body or "").error.code == "idempotency_key_reused"
+
+
+def test_the_stream_can_be_read_as_it_arrives(sdk: mixpeek.AgentSessionsApi) -> None:
+    s = new_session(sdk)
+    raw = sdk.send_message_agents_sessions_without_preload_content(s.session_id, SendMessageRequest(content="hello"),
+                                                                   _request_timeout=SSE_TIMEOUT_S)
+    try:
+        assert raw.status == 200 and raw.headers["Content-Type"].startswith("text/event-stream")
+        text = b"".join(raw.stream(64)).decode()
+    finally:
+        raw.release_conn()
+    check_stream(parse_sse(text))
+
+
+def test_unicode_and_line_breaks_survive_the_sse_framing(sdk: mixpeek.AgentSessionsApi) -> None:
+    s = new_session(sdk)
+    content = "Résumé für naïve Kunden ✓\nzweite Zeile\r\n„dritte“ 🚢"
+    _, events = stream(sdk, s.session_id, content)
+    by_type = check_stream(events)
+    assert content.split("\n")[0] in by_type["message"].data["content"]
+    history = sdk.get_history_agents_sessions(s.session_id)
+    assert history.messages[0].content == content
+    assert sdk.get_session_agents(s.session_id).session_name == "Résumé für naïve Kunden ✓ zweite"
+
+
+def test_list_sessions_sorts_and_refuses_a_malformed_cursor(sdk: mixpeek.AgentSessionsApi) -> None:
+    made = [new_session(sdk).session_id for _ in range(3)]
+    oldest_first = sdk.list_sessions_agents(list_sessions_request=ListSessionsRequest(
+        sort={"field": "created_at", "direction": "asc"}))
+    assert [r.session_id for r in oldest_first.results] == made
+    with pytest.raises(BadRequestException) as exc:
+        sdk.list_sessions_agents(cursor="a b/c")
+    assert error_of(exc.value, 400).error.code == "invalid_cursor"
+    with pytest.raises(UnprocessableEntityException) as exc:
+        sdk.list_sessions_agents(list_sessions_request=ListSessionsRequest(filters={"colour": "red"}))
+    error_of(exc.value, 422)
+
+
+def test_oversized_requests_are_refused_with_an_error_body(sdk: mixpeek.AgentSessionsApi) -> None:
+    s = new_session(sdk)
+    with pytest.raises(UnprocessableEntityException) as exc:
+        sdk.send_message_agents_sessions(s.session_id, SendMessageRequest(content="x" * 32_001))
+    assert error_of(exc.value, 422).error.code == "content_too_long"
+    with pytest.raises(ApiException) as big:
+        sdk.patch_session_agents(s.session_id, PatchSessionRequest(user_memory={"blob": "x" * 2_000_000}))
+    # 413 is not in the SDK's response map, so e.data stays None; the body is still the error shape
+    assert big.value.status == 413 and big.value.data is None
+    assert ErrorResponse.from_json(big.value.body or "").error.code == "body_too_large"
+    assert sdk.get_session_agents(s.session_id).user_memory is None

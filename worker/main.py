@@ -36,6 +36,7 @@ from shared.sessions import SessionStore
 from shared.settings import Settings
 from worker import pipeline, reaper
 from worker.deps import Deps, tool_registry
+from worker.models.errors import ProviderError
 
 log = logging.getLogger("agentstream.worker")
 HEARTBEAT_S = 2.0
@@ -71,6 +72,11 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         with contextlib.suppress(Exception):
             await asyncio.shield(deps.messages.release(ses_id, msg_id, attempt))
         raise
+    except ProviderError as exc:
+        log.warning("message %s attempt %d: model provider failed: %s", msg_id, attempt, exc)
+        await _fail(deps, ses_id, msg_id, attempt, "provider_error", f"The model provider failed: {exc}",
+                    recoverable=exc.retryable)
+        return "failed"
     except EventTooLarge as exc:
         await _fail(deps, ses_id, msg_id, attempt, "event_too_large", str(exc))
         return "failed"
@@ -82,10 +88,11 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         keeper.cancel()
 
 
-async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, message: str) -> None:
+async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, message: str,
+                recoverable: bool = False) -> None:
     with contextlib.suppress(Fenced):
         await deps.messages.append(ses_id, msg_id, attempt,
-                                   [Error(message=message, recoverable=False, code=code, message_id=msg_id)],
+                                   [Error(message=message, recoverable=recoverable, code=code, message_id=msg_id)],
                                    status="failed")
 
 
@@ -172,6 +179,11 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         t.cancel()
     deps: Deps | None = ctx.get("deps")
     if deps is not None:
+        for model in deps.models.values():
+            close = getattr(model, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         with contextlib.suppress(Exception):
             await deps.redis.zrem(keys.WORKERS, deps.worker_id)
         await deps.redis.aclose()

@@ -98,8 +98,9 @@ class Ceiling:
                 await slot[0]({"type": "http.response.body", "body": frame, "more_body": True})
 
         sent, elapsed = await paced(rate, duration_s, emit) if n_slots else (0, 0.0)
-        body = ('{"sent":%d,"elapsed_s":%f,"achieved":%f,"per_stream":[%s]}' % (
-            sent, elapsed, sent / elapsed if elapsed else 0.0, ",".join(str(s[1]) for s in slots))).encode()
+        achieved = sent / elapsed if elapsed else 0.0
+        per_stream = ",".join(str(s[1]) for s in slots)
+        body = (f'{{"sent":{sent},"elapsed_s":{elapsed},"achieved":{achieved},"per_stream":[{per_stream}]}}').encode()
         await send({"type": "http.response.start", "status": 200, "headers": _JSON})
         await send({"type": "http.response.body", "body": body})
 

@@ -31,7 +31,7 @@ async def respond_to_confirmation(request: Request) -> Response:
     paused_at = await store.answer(ses_id, conf, req.approved, job_id)
     await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, conf.message_id, job_id)
     headers = {"X-Message-Id": conf.message_id, "Content-Location": events_url(ses_id, conf.message_id)}
-    return await sse_answer(svc, ses_id, conf.message_id, cur.parse(paused_at), headers)
+    return await sse_answer(request, ses_id, conf.message_id, cur.parse(paused_at), headers)
 
 
 ROUTES = [Route("/v1/agents/sessions/{session_id}/confirmations/{confirmation_id}", respond_to_confirmation,

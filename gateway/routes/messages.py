@@ -15,6 +15,7 @@ from gateway import sse
 from gateway.auth import Caller, authenticate
 from gateway.bodies import parse, read_body
 from gateway.context import Services, services
+from gateway.limits import StreamSlot
 from gateway.routes.sessions import json
 from gateway.streaming import open_reader, sse_body
 from shared import cursor as cur
@@ -80,7 +81,7 @@ async def send_message(request: Request) -> Response:
         headers["Idempotent-Replayed"] = "false" if created else "true"
     if req.stream is False:
         return await _json_answer(svc, ses_id, msg_id, headers)
-    return await sse_answer(svc, ses_id, msg_id, after, headers)
+    return await sse_answer(request, ses_id, msg_id, after, headers)
 
 
 async def _accept(svc: Services, caller: Caller, ses_id: str, msg_id: str, content: str,
@@ -97,10 +98,18 @@ async def _accept(svc: Services, caller: Caller, ses_id: str, msg_id: str, conte
     return created, final
 
 
-async def sse_answer(svc: Services, ses_id: str, msg_id: str, after: tuple[int, int] | None,
-                      headers: dict[str, str]) -> Response:
-    reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, after)
-    return StreamingResponse(sse_body(reader, svc.settings.sse_retry_ms), headers={**sse.HEADERS, **headers})
+async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[int, int] | None,
+                     headers: dict[str, str]) -> Response:
+    svc = services(request)
+    slot = StreamSlot(svc.redis, svc.settings, request.state.key_hash)
+    await slot.acquire()
+    try:
+        reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, after)
+    except BaseException:
+        await slot.release()
+        raise
+    body = slot.guard(sse_body(reader, svc.settings.sse_retry_ms))
+    return StreamingResponse(body, headers={**sse.HEADERS, **headers})
 
 
 async def _json_answer(svc: Services, ses_id: str, msg_id: str, headers: dict[str, str]) -> Response:
@@ -176,7 +185,7 @@ async def message_events(request: Request) -> Response:
         # The reader has everything: 204 tells an EventSource to stop reconnecting. (A cursor
         # beyond the terminal event is not "everything": it gets a cursor_ahead reset.)
         return Response(status_code=204, headers={"X-Message-Id": msg_id})
-    return await sse_answer(svc, ses_id, msg_id, after, {"X-Message-Id": msg_id})
+    return await sse_answer(request, ses_id, msg_id, after, {"X-Message-Id": msg_id})
 
 
 async def cancel_message(request: Request) -> Response:

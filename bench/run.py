@@ -1,0 +1,143 @@
+"""``python -m bench.run [--quick]`` (what ``make bench`` and ``agentstream bench`` run).
+
+One embedded Redis in a temporary directory; then, per server kind, its processes on loopback
+and the scenarios against them, driven from separate load and producer processes:
+
+1. project: gateway + worker (TTFE), gateway alone (live, throughput, replay);
+2. naive: the naive gateway + arq's default-poll worker (TTFE), the naive gateway alone (rest);
+3. ceiling: the in-memory SSE server;
+4. capacity: a fresh process of each kind;
+5. idle: a fresh gateway, worker, naive gateway, poll worker and ceiling, side by side.
+
+Prints the table and writes ``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.context import FULL, QUICK, Ctx
+from bench.fixtures import Fixtures, events_path
+from bench.procs import ROOT, Cluster, Proc, raise_nofile, wait_http
+from bench.scenarios import capacity, idle, live, replay, ttfe
+from shared import connect, keys
+from shared.settings import Settings
+
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+async def _ready(cluster: Cluster, gateway: Proc, worker: Proc) -> None:
+    """The gateway's /readyz turns 200 once a worker heartbeat is in."""
+    deadline = time.monotonic() + 30
+    redis = connect.client(cluster.redis_url, max_connections=1)
+    try:
+        while time.monotonic() < deadline:
+            if worker.popen.poll() is not None:
+                raise RuntimeError(f"{worker.name} exited: {worker.log.read_text()[-2000:]}")
+            if await redis.zcard(keys.WORKERS) > 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+    await asyncio.to_thread(wait_http, gateway, "/readyz")
+
+
+async def _kind(ctx: Ctx, kind: str, sessions: list[str], replay_path: str) -> dict[str, Any]:
+    cl, c = ctx.cluster, ctx.counts
+    out: dict[str, Any] = {}
+    if kind == "ceiling":
+        server = await cl.ceiling()
+        worker = None
+        samples = c.ttfe_samples
+    else:
+        server = await (cl.gateway() if kind == "project" else cl.naive_gateway())
+        worker = cl.worker() if kind == "project" else cl.poll_worker()
+        await _ready(cl, server, worker)
+        samples = c.ttfe_samples if kind == "project" else c.ttfe_poll_samples
+    try:
+        log(f"{kind}: TTFE")
+        out["ttfe"] = await ttfe.measure(ctx, server, sessions, samples, worker)
+        if worker is not None:
+            cl.stop(worker)  # live scenarios append themselves; no job may run meanwhile
+        log(f"{kind}: live delivery and throughput")
+        out["live"] = await live.measure(ctx, server, kind)
+        log(f"{kind}: replay")
+        out["replay"] = await replay.measure(ctx, server, replay_path if kind != "ceiling"
+                                             else f"/replay?n={c.replay_events}")
+    finally:
+        if worker is not None:
+            cl.stop(worker)
+        cl.stop(server)
+    return out
+
+
+async def bench(quick: bool) -> dict[str, Any]:
+    counts = QUICK if quick else FULL
+    nofile = raise_nofile()
+    tmp = Path(tempfile.mkdtemp(prefix="agentstream-bench-"))
+    cluster = Cluster(tmp)
+    started = time.monotonic()
+    ok = False
+    try:
+        cluster.start_redis()
+        settings = Settings.from_env({"AGENTSTREAM_REDIS_URL": cluster.redis_url})
+        redis = connect.client(cluster.redis_url)
+        fx = Fixtures(redis, settings)
+        ctx = Ctx(cluster, redis, settings, fx, await fx.tenant(), counts, quick)
+        log(f"redis at {cluster.redis_url}; RLIMIT_NOFILE {nofile}; {'quick' if quick else 'full'} run")
+        sessions = await fx.new_sessions(ctx.tenant, counts.ttfe_senders)
+        replay_path = events_path(*await fx.stored_stream(ctx.tenant, counts.replay_events))
+        per_kind = {k: await _kind(ctx, k, sessions, replay_path) for k in ("project", "naive", "ceiling")}
+        cap: dict[str, Any] = {}
+        for kind, start in (("project", cluster.gateway), ("naive", cluster.naive_gateway),
+                            ("ceiling", cluster.ceiling)):
+            log(f"{kind}: capacity ({counts.capacity_streams} idle streams)")
+            cap[kind] = await capacity.measure(ctx, kind, start)
+        log("idle cost")
+        idle_cost = await idle.measure(ctx)
+        info = await redis.info("server")
+        await redis.aclose()
+        ok = True
+        return {
+            "quick": quick, "counts": counts.__dict__, "seconds": time.monotonic() - started,
+            "machine": report.machine(nofile, str(info.get("redis_version"))),
+            "command": "make bench" + (" QUICK=1" if quick else ""),
+            "raw": {**{k: v for k, v in per_kind.items()}, "capacity": cap, "idle": idle_cost},
+        }
+    finally:
+        cluster.stop_all()
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log(f"logs kept in {tmp}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="agentstream bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smaller counts; finishes in under two minutes")
+    p.add_argument("--output", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    result = asyncio.run(bench(args.quick))
+    result = report.assemble(result)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(report.table(result))
+    print(f"\nwritten: {args.output}  ({result['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
