@@ -31,18 +31,23 @@ class Counts:
     replay_events: int = 10_000
     replay_repeats: int = 7
     idle_s: float = 10.0
+    quiet_wait_s: float = 120.0  # before each measured window, wait this long at most for other load to stop
 
 
 FULL = Counts()
 QUICK = Counts(ttfe_samples=40, ttfe_poll_samples=10, ttfe_loaded_s=3.0, live_s=2.0, drain_timeout_s=5.0,
                ramp_step_s=1.5, ramp_factor=1.4, ramp_refine=False, capacity_streams=2000, replay_repeats=3,
-               idle_s=5.0)
+               idle_s=5.0, quiet_wait_s=3.0)
 
 # A rate is "sustained" when the producer kept it, nothing was lost, everything arrived within
 # this long after the producer stopped, and p99 latency stayed under the bound.
 SUSTAIN_ACHIEVED = 0.97
 SUSTAIN_DRAIN_S = 0.5
 SUSTAIN_P99_MS = 250.0
+# Other sessions may run their tests on the same machine: a window starts once processes that
+# are not this run use less than this much of a core (or after quiet_wait_s), and every window
+# reports what they used ("others_pct").
+QUIET_PCT = 15.0
 
 
 @dataclass
@@ -54,3 +59,8 @@ class Ctx:
     tenant: Tenant
     counts: Counts
     quick: bool
+
+    async def quiet(self) -> dict[str, float]:
+        from bench.procs import quiet
+
+        return await quiet(QUIET_PCT, self.counts.quiet_wait_s)

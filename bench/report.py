@@ -24,18 +24,27 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     ("live_5000", "p99_ms", "live 5k/s: latency p99", "ms", True),
     ("live_5000", "lost", "live 5k/s: events lost", "", True),
     ("live_5000", "gateway_core_pct", "  gateway CPU", "% core", True),
+    ("live_5000", "redis_core_pct", "  Redis CPU", "% core", True),
+    ("live_5000", "producer_core_pct", "  producer CPU", "% core", True),
     ("live_5000", "load_core_pct", "  load generator CPU", "% core", True),
-    ("live_5000", "machine_pct", "  whole machine busy", "% of 2", True),
+    ("live_5000", "machine_pct", "  machine busy (2 cores = 200)", "% core", True),
+    ("live_5000", "others_pct", "  of which not this run", "% core", True),
     ("live_20000", "gateway_us_per_event", "live 20k/s: gateway CPU per event", "µs", True),
     ("live_20000", "p50_ms", "live 20k/s: latency p50", "ms", True),
     ("live_20000", "p99_ms", "live 20k/s: latency p99", "ms", True),
     ("live_20000", "lost", "live 20k/s: events lost", "", True),
     ("live_20000", "gateway_core_pct", "  gateway CPU", "% core", True),
+    ("live_20000", "redis_core_pct", "  Redis CPU", "% core", True),
+    ("live_20000", "producer_core_pct", "  producer CPU", "% core", True),
     ("live_20000", "load_core_pct", "  load generator CPU", "% core", True),
-    ("live_20000", "machine_pct", "  whole machine busy", "% of 2", True),
+    ("live_20000", "machine_pct", "  machine busy (2 cores = 200)", "% core", True),
+    ("live_20000", "others_pct", "  of which not this run", "% core", True),
     ("throughput", "events_per_s", "throughput, 1,000 streams", "ev/s", False),
     ("throughput", "gateway_core_pct", "  gateway CPU at that rate", "% core", True),
-    ("throughput", "machine_pct", "  whole machine busy", "% of 2", True),
+    ("throughput", "redis_core_pct", "  Redis CPU", "% core", True),
+    ("throughput", "load_core_pct", "  load generator CPU", "% core", True),
+    ("throughput", "machine_pct", "  machine busy (2 cores = 200)", "% core", True),
+    ("throughput", "others_pct", "  of which not this run", "% core", True),
     ("capacity", "redis_connections", "capacity: Redis connections", "", True),
     ("capacity", "rss_kb_per_stream", "capacity: gateway RSS per stream", "KB", True),
     ("capacity", "redis_kb_per_stream", "capacity: Redis memory per stream", "KB", True),
@@ -76,7 +85,8 @@ def _live(run: dict[str, Any]) -> dict[str, Any]:
             "drain_s": run["drain_s"], "sustained": run["sustained"],
             "gateway_core_pct": run["core_pct"]["gateway"], "load_core_pct": run["core_pct"]["load"],
             "producer_core_pct": run["core_pct"].get("producer", NAN),
-            "redis_core_pct": run["core_pct"].get("redis", NAN), "machine_pct": run["machine_pct"]}
+            "redis_core_pct": run["core_pct"].get("redis", NAN), "machine_pct": run["machine_pct"],
+            "others_pct": run["others_pct"]}
 
 
 def assemble(result: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +108,9 @@ def assemble(result: dict[str, Any]) -> dict[str, Any]:
         sc.setdefault("throughput", {})[kind] = {
             "events_per_s": tp["events_per_s"],
             "gateway_core_pct": at.get("core_pct", {}).get("gateway", NAN),
-            "machine_pct": at.get("machine_pct", NAN),
+            "machine_pct": at.get("machine_pct", NAN), "others_pct": at.get("others_pct", NAN),
+            "redis_core_pct": at.get("core_pct", {}).get("redis", NAN),
+            "load_core_pct": at.get("core_pct", {}).get("load", NAN),
             "p99_ms": at.get("lat_ms", {}).get("p99", NAN),
             "gateway_us_per_event": at.get("gateway_us_per_event", NAN),
             "core_pct": at.get("core_pct", {}), "steps": tp["steps"],
@@ -110,6 +122,7 @@ def assemble(result: dict[str, Any]) -> dict[str, Any]:
         row["ratios"] = _ratios(name, row)
     result["scenarios"] = sc
     result["targets"] = targets(sc, result["counts"])
+    result["others_max_pct"] = contention(result)
     return result
 
 
@@ -174,6 +187,26 @@ def targets(sc: dict[str, Any], counts: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def contention(result: dict[str, Any]) -> float:
+    """The most CPU that processes outside this run used in any measured window."""
+    worst = 0.0
+
+    def walk(o: Any) -> None:
+        nonlocal worst
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k == "others_pct" and isinstance(v, int | float) and not math.isnan(v):
+                    worst = max(worst, float(v))
+                else:
+                    walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    walk(result.get("raw", {}))
+    return worst
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -215,8 +248,11 @@ def table(result: dict[str, Any]) -> str:
     for t in result["targets"]:
         lines.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target'].ljust(tw)}  {_fmt(t['value']):>10}  "
                      f"(goal {t['goal']})")
-    m = result["machine"]
+    worst = contention(result)
     lines.append("")
+    lines.append(f"other load on the machine during measured windows: at most {_fmt(worst)}% of a core"
+                 + ("  [figures disturbed: see others_pct in the JSON]" if worst > 20 else ""))
+    m = result["machine"]
     lines.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, "
                  f"Python {m['python']}, redis-server {m['redis_server']}"
                  f"{'  [QUICK: smaller counts]' if result['quick'] else ''}")

@@ -48,6 +48,9 @@ def _command(fn: Command) -> Command:
             print(f"agentstream: cannot reach Redis: {exc}", file=sys.stderr)
         except ConnectionError as exc:  # embedded.resolve_url: nothing configured or running
             print(f"agentstream: {exc}", file=sys.stderr)
+        except BrokenPipeError:  # `| head`: the reader has all it wanted; exit without a trace
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except OSError as exc:
             print(f"agentstream: {exc}", file=sys.stderr)
         except KeyboardInterrupt:
@@ -185,7 +188,7 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
         stop, loop = asyncio.Event(), asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGINT, stop.set)
-        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: no Ctrl-C
             pass
         try:
             if msg_id:
@@ -193,7 +196,7 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 await _tail_session(r, ses_id, since, emit, stop)
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGINT)  # False, harmlessly, if never added
 
     sys.stdout.flush()
     _with_redis(settings, work)
@@ -287,9 +290,6 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 @_command
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.session_id.startswith("ses_"):
-        raise NotFound(f"no session with id {args.session_id}")
-
     async def work(r: aioredis.Redis) -> dict[str, tuple[float, float]]:
         try:
             return await SessionStore(r, settings).rebuild(args.session_id, args.write)

@@ -87,6 +87,9 @@ class Settings:
     message_deadline_s: int = 900
     worker_drain_s: int = 10
     builtin_token_delay_ms: int = 0
+    # Fault injection, off by default: a worker that picks up a message whose content holds
+    # this marker dies on the spot (a poison message, for the fault suite and for drills).
+    fault_crash_marker: str = ""
     sync_timeout_s: float = 300.0  # stream=false waits this long for the terminal event
 
     # Limits

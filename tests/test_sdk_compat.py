@@ -47,7 +47,6 @@ from mixpeek import (
     TerminateSessionResponse,
     ToolInfo,
 )
-
 from mixpeek.exceptions import (
     BadRequestException,
     ForbiddenException,
@@ -222,8 +221,9 @@ def check_stream(events: list[Sse]) -> dict[str, Sse]:
 
 
 def stream(api: mixpeek.AgentSessionsApi, ses_id: str, content: str) -> tuple[mixpeek.ApiResponse, list[Sse]]:
-    resp = api.send_message_agents_sessions_with_http_info(ses_id, SendMessageRequest(content=content),
-                                                           _request_timeout=SSE_TIMEOUT_S)
+    resp = api.send_message_agents_sessions_with_http_info(
+        ses_id, SendMessageRequest(content=content, metadata={"client": "sdk-compat"}),
+        _request_timeout=SSE_TIMEOUT_S)
     assert resp.status_code == 200
     assert content_type(resp) == "text/event-stream"
     assert isinstance(resp.data, str)
@@ -271,10 +271,17 @@ def test_create_session_with_quotas_keeps_the_config_and_enforces_max_messages(
     assert error_of(exc.value, 403).error.code == "quota_max_messages"
 
 
-def test_create_session_refuses_an_opus_model_with_422(sdk: mixpeek.AgentSessionsApi) -> None:
+@pytest.mark.parametrize(("config", "code"), [
+    (AgentConfig(model="claude-opus-4-1-20250805"), "unsupported_model"),
+    (AgentConfig(model="gpt-4o"), "unsupported_model"),
+    (AgentConfig(available_tools=["smart_search", "launch_rockets"]), "unknown_tool"),
+], ids=["opus", "other-provider", "unknown-tool"])
+def test_create_session_refuses_what_the_sdk_lets_through_with_422(sdk: mixpeek.AgentSessionsApi,
+                                                                   config: AgentConfig, code: str) -> None:
     with pytest.raises(UnprocessableEntityException) as exc:
-        new_session(sdk, agent_config=AgentConfig(model="claude-opus-4-1-20250805"))
-    assert error_of(exc.value, 422).error.code == "unsupported_model"
+        new_session(sdk, agent_config=config)
+    assert error_of(exc.value, 422).error.code == code
+    assert sdk.list_sessions_agents().total == 0
 
 
 # 2. get_session
@@ -441,6 +448,8 @@ def test_history_pages_oldest_first_with_string_tool_rows(sdk: mixpeek.AgentSess
     assert [(m.role, m.content) for m in tail.messages][0] == ("user", "hello")
     assert (tail.returned_messages, tail.has_more) == (2, False)
     assert sdk.get_history_agents_sessions(s.session_id, limit=200, offset=5).messages == []
+    stats = sdk.get_session_agents(s.session_id).stats
+    assert (stats.total_messages, stats.total_tool_calls) == (4, 1)
 
 
 # 7. submit_feedback
@@ -654,6 +663,7 @@ def test_terminate_is_idempotent_and_ends_the_conversation(sdk: mixpeek.AgentSes
             sdk.send_message_agents_sessions(s.session_id, SendMessageRequest(content="hello", stream=stream_flag),
                                              _request_timeout=SSE_TIMEOUT_S)
         assert error_of(exc.value, 400).error.code == "session_terminated"
+    assert sdk.get_history_agents_sessions(s.session_id).total_messages == 0  # still readable
 
 
 # Errors through the SDK

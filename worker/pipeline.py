@@ -5,6 +5,7 @@ attempt, through the emitter (which also makes a retry continue or explicitly re
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -55,6 +56,10 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     session = await deps.redis.hgetall(keys.session(ses_id))
     if record is None or record.ended:
         return
+    marker = deps.settings.fault_crash_marker
+    if marker and marker in record.content:
+        log.error("message %s holds the fault-injection marker: exiting now", msg_id)
+        os._exit(70)
     recorded: list[tuple[str, str, bytes]] = []
     if record.count:
         rows = await deps.redis.xrange(keys.events(ses_id, msg_id))

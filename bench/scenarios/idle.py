@@ -19,6 +19,7 @@ async def measure(ctx: Ctx) -> dict[str, Any]:
     procs = [gateway, naive, ceiling, worker, poll_worker]
     try:
         await asyncio.sleep(SETTLE_S)
+        q = await ctx.quiet()
         window = CpuWindow({"gateway": gateway.pid, "naive_gateway": naive.pid, "ceiling": ceiling.pid,
                             "worker": worker.pid, "poll_worker": poll_worker.pid}).start()
         await asyncio.sleep(ctx.counts.idle_s)
@@ -28,7 +29,7 @@ async def measure(ctx: Ctx) -> dict[str, Any]:
             cl.stop(p)
     pct = cpu["core_pct"]
     return {
-        "seconds": cpu["wall_s"],
+        "seconds": cpu["wall_s"], "others_pct": cpu["others_pct"], "others_before_pct": q["others_core_pct"],
         "project": {"gateway_pct": pct["gateway"], "worker_pct": pct["worker"]},
         "naive": {"gateway_pct": pct["naive_gateway"], "worker_pct": pct["poll_worker"]},
         "ceiling": {"gateway_pct": pct["ceiling"]},

@@ -90,6 +90,7 @@ class Session:
     async def step(self, rate: float, duration_s: float) -> dict[str, Any]:
         assert self.load is not None
         timeout = self.ctx.counts.drain_timeout_s
+        q = await self.ctx.quiet()
         window = CpuWindow(self.pids).start()
         done = await self.drive(rate, duration_s)
         got = await self.load.ask({"cmd": "wait", "expected": done["per_stream"], "timeout_s": timeout},
@@ -112,7 +113,8 @@ class Session:
             "lost": got["lost"], "dups": got["dups"], "gaps": got["gaps"],
             "dropped_connections": got["dropped_connections"], "drain_s": got["waited_s"],
             "lat_ms": lat_ms, "gateway_us_per_event": gw_us, "core_pct": cpu["core_pct"],
-            "machine_pct": cpu["machine_pct"], "delivered_per_s": events / cpu["wall_s"],
+            "machine_pct": cpu["machine_pct"], "others_pct": cpu["others_pct"],
+            "others_before_pct": q["others_core_pct"], "delivered_per_s": events / cpu["wall_s"],
             "sustained": sustained,
         }
 
@@ -169,6 +171,6 @@ async def _ramp(s: Session, live: dict[str, Any]) -> dict[str, Any]:
         "events_per_s": best["achieved"] if best else 0.0,
         "at": best, "first_unsustained": failed,
         "steps": [{k: st[k] for k in ("offered", "achieved", "delivered_per_s", "drain_s", "lost", "sustained",
-                                      "gateway_us_per_event", "core_pct", "machine_pct")}
+                                      "gateway_us_per_event", "core_pct", "machine_pct", "others_pct")}
                   | {"p99_ms": st["lat_ms"].get("p99")} for st in steps],
     }

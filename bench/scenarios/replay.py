@@ -10,6 +10,7 @@ from bench.procs import Child, Proc
 
 
 async def measure(ctx: Ctx, server: Proc, path: str) -> dict[str, Any]:
+    q = await ctx.quiet()
     load = await Child.start(ctx.cluster, "replay", "bench.load",
                              {"mode": "replay", "host": "127.0.0.1", "port": server.port,
                               "headers": ctx.tenant.headers, "path": path,
@@ -19,4 +20,5 @@ async def measure(ctx: Ctx, server: Proc, path: str) -> dict[str, Any]:
     runs = out["runs"][1:]  # the first read warms the server's caches and code paths
     ms = sorted(r["ms"] for r in runs)
     return {"events": ctx.counts.replay_events, "ms_p50": ms[len(ms) // 2], "ms_min": ms[0], "ms_max": ms[-1],
-            "received": [r["events"] for r in runs], "status": sorted({r["status"] for r in runs})}
+            "received": [r["events"] for r in runs], "status": sorted({r["status"] for r in runs}),
+            "others_before_pct": q["others_core_pct"]}

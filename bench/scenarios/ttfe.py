@@ -19,12 +19,14 @@ async def measure(ctx: Ctx, server: Proc, sessions: list[str], samples: int, wor
     await warm.read(120)
     await warm.close()
 
+    q_idle = await ctx.quiet()
     idle_load = await Child.start(ctx.cluster, "ttfe-idle", "bench.load", {**base, "sessions": sessions,
                                                                           "samples": samples})
     idle = await idle_load.read(600)
     await idle_load.close()
 
     c = ctx.counts
+    q_loaded = await ctx.quiet()
     loaded_load = await Child.start(ctx.cluster, "ttfe-loaded", "bench.load",
                                     {**base, "sessions": sessions, "concurrency": c.ttfe_senders,
                                      "duration_s": c.ttfe_loaded_s})
@@ -36,8 +38,9 @@ async def measure(ctx: Ctx, server: Proc, sessions: list[str], samples: int, wor
     cpu = window.stop()
     await loaded_load.close()
     return {
-        "idle": {**idle["ttfe_ms"], "errors": idle["errors"]},
+        "idle": {**idle["ttfe_ms"], "errors": idle["errors"], "others_before_pct": q_idle["others_core_pct"]},
         "loaded": {**loaded["ttfe_ms"], "errors": loaded["errors"], "senders": c.ttfe_senders,
                    "messages_per_s": loaded["messages"] / loaded["elapsed_s"], "core_pct": cpu["core_pct"],
-                   "machine_pct": cpu["machine_pct"]},
+                   "machine_pct": cpu["machine_pct"], "others_pct": cpu["others_pct"],
+                   "others_before_pct": q_loaded["others_core_pct"]},
     }

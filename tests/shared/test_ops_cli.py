@@ -350,5 +350,10 @@ def test_tail_of_a_session_follows_new_messages_until_interrupted(data: Fixture)
         assert [ln["message_id"] for ln in later] == [second] * 4 and later[-1]["type"] == "done"
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
     assert proc.returncode == 0, err
