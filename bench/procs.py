@@ -99,15 +99,15 @@ def _delta(a: dict[int, float], b: dict[int, float]) -> float:
     return sum(b[p] - a[p] for p in b if p in a)
 
 
-async def quiet(threshold_pct: float, max_wait_s: float, sample_s: float = 1.0) -> dict[str, float]:
+async def quiet(threshold_pct: float, max_wait_s: float, sample_s: float = 0.4) -> dict[str, float]:
     """Wait until processes that are not this run use under threshold_pct of a core (other
     sessions share the machine); give up after max_wait_s and say how busy it still was."""
     t0 = time.monotonic()
     while True:
-        m0, mine0 = machine_busy_s()[0], tree_cpu_s()
+        mine0, m0, w0 = tree_cpu_s(), machine_busy_s()[0], time.monotonic()
         await asyncio.sleep(sample_s)
-        m1, mine1 = machine_busy_s()[0], tree_cpu_s()
-        others = 100 * ((m1 - m0) - _delta(mine0, mine1)) / sample_s
+        m1, w1, mine1 = machine_busy_s()[0], time.monotonic(), tree_cpu_s()
+        others = 100 * ((m1 - m0) - _delta(mine0, mine1)) / (w1 - w0)
         waited = time.monotonic() - t0
         if others < threshold_pct or waited >= max_wait_s:
             return {"others_core_pct": others, "waited_s": waited}

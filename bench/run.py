@@ -3,11 +3,11 @@
 One embedded Redis in a temporary directory; then, per server kind, its processes on loopback
 and the scenarios against them, driven from separate load and producer processes:
 
-1. project: gateway + worker (TTFE), gateway alone (live, throughput, replay);
-2. naive: the naive gateway + arq's default-poll worker (TTFE), the naive gateway alone (rest);
-3. ceiling: the in-memory SSE server;
-4. capacity: a fresh process of each kind;
-5. idle: a fresh gateway, worker, naive gateway, poll worker and ceiling, side by side.
+1. idle: a fresh gateway, worker, naive gateway, default-poll worker and ceiling, side by side;
+2. project: gateway + worker (TTFE), gateway alone (live, throughput, replay);
+3. naive: the naive gateway + arq's default-poll worker (TTFE), the naive gateway alone (rest);
+4. ceiling: the in-memory SSE server (same scenarios);
+5. capacity: a fresh process of each kind.
 
 Prints the table and writes ``bench/results/latest.json``.
 """
@@ -27,7 +27,7 @@ from typing import Any
 from bench import report
 from bench.context import FULL, QUICK, Ctx
 from bench.fixtures import Fixtures, events_path
-from bench.procs import ROOT, Cluster, Proc, raise_nofile, wait_http
+from bench.procs import ROOT, Cluster, Proc, raise_nofile
 from bench.scenarios import capacity, idle, live, replay, ttfe
 from shared import connect, keys
 from shared.settings import Settings
@@ -39,48 +39,38 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-async def _ready(cluster: Cluster, gateway: Proc, worker: Proc) -> None:
-    """The gateway's /readyz turns 200 once a worker heartbeat is in."""
-    deadline = time.monotonic() + 30
+async def _worker_up(cluster: Cluster, worker: Proc, timeout_s: float = 30) -> None:
+    """A worker is up once its heartbeat (id ``host:pid:...``) is in the workers set."""
+    deadline = time.monotonic() + timeout_s
     redis = connect.client(cluster.redis_url, max_connections=1)
     try:
         while time.monotonic() < deadline:
             if worker.popen.poll() is not None:
                 raise RuntimeError(f"{worker.name} exited: {worker.log.read_text()[-2000:]}")
-            if await redis.zcard(keys.WORKERS) > 0:
-                break
+            if any(f":{worker.pid}:" in m.decode() for m in await redis.zrange(keys.WORKERS, 0, -1)):
+                return
             await asyncio.sleep(0.05)
     finally:
         await redis.aclose()
-    await asyncio.to_thread(wait_http, gateway, "/readyz")
+    raise TimeoutError(f"{worker.name} sent no heartbeat within {timeout_s}s")
 
 
-async def _kind(ctx: Ctx, kind: str, sessions: list[str], replay_path: str) -> dict[str, Any]:
+async def _kind(ctx: Ctx, kind: str, server: Proc, worker: Proc | None, sessions: list[str],
+                replay_path: str) -> dict[str, Any]:
     cl, c = ctx.cluster, ctx.counts
     out: dict[str, Any] = {}
-    if kind == "ceiling":
-        server = await cl.ceiling()
-        worker = None
-        samples = c.ttfe_samples
-    else:
-        server = await (cl.gateway() if kind == "project" else cl.naive_gateway())
-        worker = cl.worker() if kind == "project" else cl.poll_worker()
-        await _ready(cl, server, worker)
-        samples = c.ttfe_samples if kind == "project" else c.ttfe_poll_samples
+    samples = c.ttfe_poll_samples if kind == "naive" else c.ttfe_samples
     try:
         log(f"{kind}: TTFE")
         out["ttfe"] = await ttfe.measure(ctx, server, sessions, samples, worker)
-        if worker is not None:
-            cl.stop(worker)  # live scenarios append themselves; no job may run meanwhile
-        log(f"{kind}: live delivery and throughput")
-        out["live"] = await live.measure(ctx, server, kind)
-        log(f"{kind}: replay")
-        out["replay"] = await replay.measure(ctx, server, replay_path if kind != "ceiling"
-                                             else f"/replay?n={c.replay_events}")
     finally:
         if worker is not None:
-            cl.stop(worker)
-        cl.stop(server)
+            cl.stop(worker)  # live scenarios append themselves; no job may run meanwhile
+    log(f"{kind}: live delivery and throughput")
+    out["live"] = await live.measure(ctx, server, kind)
+    log(f"{kind}: replay")
+    out["replay"] = await replay.measure(ctx, server, replay_path if kind != "ceiling"
+                                         else f"/replay?n={c.replay_events}")
     return out
 
 
@@ -100,14 +90,26 @@ async def bench(quick: bool) -> dict[str, Any]:
         log(f"redis at {cluster.redis_url}; RLIMIT_NOFILE {nofile}; {'quick' if quick else 'full'} run")
         sessions = await fx.new_sessions(ctx.tenant, counts.ttfe_senders)
         replay_path = events_path(*await fx.stored_stream(ctx.tenant, counts.replay_events))
-        per_kind = {k: await _kind(ctx, k, sessions, replay_path) for k in ("project", "naive", "ceiling")}
-        cap: dict[str, Any] = {}
-        for kind, start in (("project", cluster.gateway), ("naive", cluster.naive_gateway),
-                            ("ceiling", cluster.ceiling)):
-            log(f"{kind}: capacity ({counts.capacity_streams} idle streams)")
-            cap[kind] = await capacity.measure(ctx, kind, start)
+
+        # Every server kind at once: first measured idle, side by side, then used one kind at a time.
+        gateway, naive, ceiling = await asyncio.gather(cluster.gateway(), cluster.naive_gateway(), cluster.ceiling())
+        worker, poll_worker = cluster.worker(), cluster.poll_worker()
+        await asyncio.gather(_worker_up(cluster, worker), _worker_up(cluster, poll_worker))
         log("idle cost")
-        idle_cost = await idle.measure(ctx)
+        idle_cost = await idle.measure(ctx, gateway, worker, naive, poll_worker, ceiling)
+        cluster.stop(poll_worker)
+
+        per_kind = {"project": await _kind(ctx, "project", gateway, worker, sessions, replay_path)}
+        cluster.stop(gateway)
+        poll_worker = cluster.poll_worker()
+        await _worker_up(cluster, poll_worker)
+        per_kind["naive"] = await _kind(ctx, "naive", naive, poll_worker, sessions, replay_path)
+        cluster.stop(naive)
+        per_kind["ceiling"] = await _kind(ctx, "ceiling", ceiling, None, sessions, replay_path)
+        cluster.stop(ceiling)
+
+        log(f"capacity ({counts.capacity_streams:,} idle streams on a fresh process of each kind)")
+        cap = await capacity.measure_all(ctx)
         info = await redis.info("server")
         await redis.aclose()
         ok = True
@@ -115,7 +117,7 @@ async def bench(quick: bool) -> dict[str, Any]:
             "quick": quick, "counts": counts.__dict__, "seconds": time.monotonic() - started,
             "machine": report.machine(nofile, str(info.get("redis_version"))),
             "command": "make bench" + (" QUICK=1" if quick else ""),
-            "raw": {**{k: v for k, v in per_kind.items()}, "capacity": cap, "idle": idle_cost},
+            "raw": {**per_kind, "capacity": cap, "idle": idle_cost},
         }
     finally:
         cluster.stop_all()

@@ -42,15 +42,17 @@ def _command(fn: Command) -> Command:
     def run(settings: Settings, args: argparse.Namespace) -> int:
         try:
             return fn(settings, args)
+        # `| head` closed the pipe: the reader has all it wanted. Caught before ConnectionError,
+        # which is its base class.
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except (NotFound, event_log.LogFileError, cursor.CursorError) as exc:
             print(f"agentstream: {exc}", file=sys.stderr)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             print(f"agentstream: cannot reach Redis: {exc}", file=sys.stderr)
         except ConnectionError as exc:  # embedded.resolve_url: nothing configured or running
             print(f"agentstream: {exc}", file=sys.stderr)
-        except BrokenPipeError:  # `| head`: the reader has all it wanted; exit without a trace
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
         except OSError as exc:
             print(f"agentstream: {exc}", file=sys.stderr)
         except KeyboardInterrupt:

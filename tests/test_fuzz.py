@@ -81,21 +81,23 @@ def live_ids(api: httpx.Client) -> dict[str, str]:
             "retriever_id": ret["retriever_id"]}
 
 
-def error_shape(ctx: schemathesis.CheckContext, response: schemathesis.Response,
-                case: schemathesis.Case) -> None:
+def assert_error_shape(status: int, content_type: str, body: Any) -> None:
     """Reference §6: ``{"success": false, "status": <the status>, "error": {"message", "type", ...}}``."""
-    status = response.status_code
-    if status < 400 or (case.path == "/readyz" and status == 503):  # the probe reports readiness instead
-        return
-    content_type = (response.headers.get("content-type") or [""])[0]
     assert content_type.startswith("application/json"), f"{status} with Content-Type {content_type!r}"
-    body = response.json()
     assert isinstance(body, dict) and ERROR_KEYS <= set(body), f"not an ErrorResponse: {body!r}"
     assert body["success"] is False and body["status"] == status, f"success/status wrong: {body!r}"
     error = body["error"]
     assert isinstance(error, dict), f"error is not an object: {body!r}"
     assert isinstance(error.get("message"), str) and isinstance(error.get("type"), str), f"bad error: {body!r}"
     assert isinstance(error.get("code", ""), str) and isinstance(error.get("details", {}), dict), body
+
+
+def error_shape(ctx: schemathesis.CheckContext, response: schemathesis.Response,
+                case: schemathesis.Case) -> None:
+    status = response.status_code
+    if status < 400 or (case.path == "/readyz" and status == 503):  # the probe reports readiness instead
+        return
+    assert_error_shape(status, (response.headers.get("content-type") or [""])[0], response.json())
 
 
 def strategy(operation: schemathesis.APIOperation, live: dict[str, str]) -> st.SearchStrategy[schemathesis.Case]:
@@ -122,3 +124,34 @@ def test_fuzz(operation_id: str, target: Target) -> None:
         case.call_and_validate(additional_checks=[error_shape], timeout=REQUEST_TIMEOUT_S)
 
     fuzz()
+
+
+# Inputs the generator rarely reaches, each once: same rules (< 500, errors in the error shape).
+_SES = "/v1/agents/sessions"
+HAND_PICKED = [
+    # str.isdigit() is true for superscripts and circled digits, which int() refuses
+    ("POST", _SES + "/list?cursor=%C2%B2", None),
+    ("POST", _SES + "/list?next_cursor=%C2%B9", None),
+    ("POST", _SES + "/list?after=%E2%91%A0", None),
+    ("POST", _SES + "/list?cursor=99999999999999999999999", None),
+    ("POST", _SES + "/list?page=99999999999999999999999&limit=1000", None),
+    ("POST", _SES + "/list?limit=%EF%BC%91", None),  # a full-width digit
+    ("POST", _SES + "/list", b'{"sort": {"field": ["created_at"]}}'),
+    ("POST", _SES, b'{"agent_config": {"temperature": 1e400}}'),
+    ("POST", _SES, b'{"agent_config": {"system_prompt": "\\ud800"}}'),  # a lone surrogate
+    ("POST", _SES + "/intent/detect", b'{"user_request": "x", "include_collection_analysis": "yes"}'),
+    ("POST", "/v1/retrievers/execute", b'{"collection_identifiers": ["x"], "stages": [], '
+                                       b'"pagination": {"offset": 99999999999999999999}}'),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), HAND_PICKED, ids=[f"{m} {p}" for m, p, _ in HAND_PICKED])
+def test_hand_picked_inputs(method: str, path: str, body: bytes | None, gateway: Proc,
+                            tenant: tuple[str, str, str]) -> None:
+    key, ns, _ = tenant
+    headers = {"Authorization": f"Bearer {key}", "X-Namespace": ns, "Content-Type": "application/json"}
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=REQUEST_TIMEOUT_S) as api:
+        r = api.request(method, path, content=body)
+    assert r.status_code < 500, f"{method} {path} {body!r} -> {r.status_code} {r.text}"
+    if r.status_code >= 400:
+        assert_error_shape(r.status_code, r.headers.get("content-type", ""), r.json())

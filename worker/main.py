@@ -26,6 +26,8 @@ import msgspec
 from arq.connections import ArqRedis
 from arq.worker import Worker as ArqWorker
 from arq.worker import func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import connect, embedded, keys
 from shared.errors import Fenced
@@ -128,7 +130,13 @@ class Worker(ArqWorker):
         try:
             while True:
                 self._wake.clear()
-                await self._poll_iteration()
+                try:
+                    await self._poll_iteration()
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    # Redis restarting or unreachable: keep the process, retry on the next tick.
+                    log.warning("worker: Redis unavailable (%s); retrying", exc)
+                    await asyncio.sleep(min(self.poll_delay_s, 1.0))
+                    continue
                 if self.burst and not await self.pool.zcard(self.queue_name):
                     await asyncio.gather(*self.tasks.values())
                     return

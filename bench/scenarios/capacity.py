@@ -20,12 +20,20 @@ from shared import connect
 WARM = 100
 
 
-async def measure(ctx: Ctx, kind: str, start: Callable[[], Awaitable[Proc]]) -> dict[str, Any]:
+async def measure_all(ctx: Ctx) -> dict[str, Any]:
     n = ctx.counts.capacity_streams
-    if kind == "ceiling":
-        paths = [f"/s/{i}" for i in range(n + WARM)]
-    else:
-        paths = [events_path(s, m) for s, m in await ctx.fx.new_messages(ctx.tenant, n + WARM)]
+    # Idle streams see no writes, so the project and the naive gateway can hold the same ones.
+    paths = [events_path(s, m) for s, m in await ctx.fx.new_messages(ctx.tenant, n + WARM)]
+    cl = ctx.cluster
+    return {
+        "project": await measure(ctx, "project", cl.gateway, paths),
+        "naive": await measure(ctx, "naive", cl.naive_gateway, paths),
+        "ceiling": await measure(ctx, "ceiling", cl.ceiling, [f"/s/{i}" for i in range(n + WARM)]),
+    }
+
+
+async def measure(ctx: Ctx, kind: str, start: Callable[[], Awaitable[Proc]], paths: list[str]) -> dict[str, Any]:
+    n = len(paths) - WARM
     probe = connect.client(ctx.cluster.redis_url, max_connections=1)
     loads: list[Child] = []
     server: Proc | None = None
@@ -35,12 +43,12 @@ async def measure(ctx: Ctx, kind: str, start: Callable[[], Awaitable[Proc]]) -> 
         base = {"mode": "streams", "host": "127.0.0.1", "port": server.port, "headers": ctx.tenant.headers}
         loads.append(await Child.start(ctx.cluster, f"cap-warm-{kind}", "bench.load", {**base, "paths": paths[:WARM]}))
         warm = await loads[0].read(300)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         rss0, mem0 = server.rss_kb(), await _used_memory(probe)
         loads.append(await Child.start(ctx.cluster, f"cap-{kind}", "bench.load",
                                        {**base, "paths": paths[WARM:], "open_concurrency": 256}))
         ready = await loads[1].read(900)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
         rss1, mem1 = server.rss_kb(), await _used_memory(probe)
         new = [c for c in await probe.client_list() if c["id"] not in before]
         opened = warm["open"] + ready["open"]

@@ -1,5 +1,6 @@
 """Idle cost: CPU of freshly started, idle processes over the same window: the project's
-gateway and worker, the naive gateway and arq's default-poll worker, the ceiling."""
+gateway and worker, the naive gateway and arq's default-poll worker, the ceiling. They are
+started by ``bench.run`` (all at once, then used by the other scenarios)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,19 @@ import asyncio
 from typing import Any
 
 from bench.context import Ctx
-from bench.procs import CpuWindow
+from bench.procs import CpuWindow, Proc
 
-SETTLE_S = 3.0
+SETTLE_S = 1.0
 
 
-async def measure(ctx: Ctx) -> dict[str, Any]:
-    cl = ctx.cluster
-    gateway, naive, ceiling = await asyncio.gather(cl.gateway(), cl.naive_gateway(), cl.ceiling())
-    worker, poll_worker = cl.worker(), cl.poll_worker()
-    procs = [gateway, naive, ceiling, worker, poll_worker]
-    try:
-        await asyncio.sleep(SETTLE_S)
-        q = await ctx.quiet()
-        window = CpuWindow({"gateway": gateway.pid, "naive_gateway": naive.pid, "ceiling": ceiling.pid,
-                            "worker": worker.pid, "poll_worker": poll_worker.pid}).start()
-        await asyncio.sleep(ctx.counts.idle_s)
-        cpu = window.stop()
-    finally:
-        for p in procs:
-            cl.stop(p)
+async def measure(ctx: Ctx, gateway: Proc, worker: Proc, naive: Proc, poll_worker: Proc,
+                  ceiling: Proc) -> dict[str, Any]:
+    await asyncio.sleep(SETTLE_S)
+    q = await ctx.quiet()
+    window = CpuWindow({"gateway": gateway.pid, "naive_gateway": naive.pid, "ceiling": ceiling.pid,
+                        "worker": worker.pid, "poll_worker": poll_worker.pid}).start()
+    await asyncio.sleep(ctx.counts.idle_s)
+    cpu = window.stop()
     pct = cpu["core_pct"]
     return {
         "seconds": cpu["wall_s"], "others_pct": cpu["others_pct"], "others_before_pct": q["others_core_pct"],

@@ -260,6 +260,16 @@ def test_no_redis_errors_in_one_line(cli, monkeypatch: pytest.MonkeyPatch, tmp_p
     assert code == 1 and err.startswith("agentstream: cannot reach Redis") and err.count("\n") == 1
 
 
+def test_replay_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """Regression: BrokenPipeError is a ConnectionError and was reported as an error."""
+    target = tmp_path / "many.jsonl"
+    target.write_text('{"id":"1-0","type":"token","payload":{}}\n' * 5000)
+    proc = subprocess.run(f"{sys.executable} -m shared.cli events replay {target} --speed max | head -1",
+                          shell=True, cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "AGENTSTREAM_REDIS_URL": "unix:///nonexistent"})
+    assert proc.stdout == "id: 1-0\n" and proc.stderr == ""
+
+
 def test_no_configured_or_embedded_redis_errors_in_one_line(cli, monkeypatch: pytest.MonkeyPatch,
                                                              tmp_path: Path) -> None:
     monkeypatch.delenv("AGENTSTREAM_REDIS_URL")
