@@ -19,6 +19,7 @@ class Counts:
     ttfe_poll_samples: int = 60  # the same against arq's 0.5 s poll (each takes ~0.3 s)
     ttfe_senders: int = 50
     ttfe_loaded_s: float = 10.0
+    ttfe_gap_s: tuple[float, float] = (0.02, 0.1)  # random pause between idle samples
     streams: int = 1000
     live_rates: tuple[int, ...] = (5000, 20000)
     live_s: float = 10.0
@@ -35,9 +36,9 @@ class Counts:
 
 
 FULL = Counts()
-QUICK = Counts(ttfe_samples=40, ttfe_poll_samples=10, ttfe_loaded_s=3.0, live_s=2.0, drain_timeout_s=5.0,
-               ramp_step_s=1.5, ramp_factor=1.4, ramp_refine=False, capacity_streams=2000, replay_repeats=3,
-               idle_s=5.0, quiet_wait_s=3.0)
+QUICK = Counts(ttfe_samples=40, ttfe_poll_samples=10, ttfe_loaded_s=2.0, ttfe_gap_s=(0.01, 0.04), live_s=2.0,
+               drain_timeout_s=5.0, ramp_step_s=1.0, ramp_factor=1.5, ramp_refine=False, capacity_streams=2000,
+               replay_repeats=3, idle_s=5.0, quiet_wait_s=0.5)
 
 # A rate is "sustained" when the producer kept it, nothing was lost, everything arrived within
 # this long after the producer stopped, and p99 latency stayed under the bound.

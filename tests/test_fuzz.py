@@ -25,7 +25,7 @@ from gateway.openapi import OPERATIONS
 from tests.stack import Proc, Stack
 
 # per operation; FUZZ_EXAMPLES=200 for a deeper (slower) run
-MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 REQUEST_TIMEOUT_S = 10
 ERROR_KEYS = {"success", "status", "error"}
 

@@ -21,7 +21,8 @@ async def measure(ctx: Ctx, server: Proc, sessions: list[str], samples: int, wor
 
     q_idle = await ctx.quiet()
     idle_load = await Child.start(ctx.cluster, "ttfe-idle", "bench.load", {**base, "sessions": sessions,
-                                                                          "samples": samples})
+                                                                          "samples": samples,
+                                                                          "gap_s": list(ctx.counts.ttfe_gap_s)})
     idle = await idle_load.read(600)
     await idle_load.close()
 
