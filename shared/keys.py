@@ -62,6 +62,11 @@ def session_log(ses_id: str) -> str:
     return f"{PREFIX}{{{ses_id}}}:log"
 
 
+def session_memory(ses_id: str) -> str:
+    """List of exchanges the user rated positively (newest first, capped)."""
+    return f"{PREFIX}{{{ses_id}}}:memory"
+
+
 def session_rate(ses_id: str) -> str:
     """Fixed one-minute window counter for rate_limit_messages_per_minute."""
     return f"{PREFIX}{{{ses_id}}}:rate"

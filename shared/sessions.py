@@ -22,6 +22,7 @@ from shared.settings import Settings
 _json = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 
+MEMORY_CAP = 50  # remembered exchanges per session; the oldest go first
 QUOTA_FIELDS = {
     "max_messages": "quota_max_messages",
     "max_tokens_total": "quota_max_tokens",
@@ -130,6 +131,23 @@ class SessionStore:
         if gone:  # expired sessions leave the index lazily
             await self.redis.zrem(keys.namespace_sessions(ns_id), *gone)
         return [h for h in rows if h and _s(h, "namespace_id") == ns_id]
+
+    async def remember(self, ses_id: str, message_id: str, question: str, answer: str) -> None:
+        """Keep a positively rated exchange; later turns see it. Idempotent per message."""
+        item = _json.encode({"message_id": message_id, "question": question, "answer": answer})
+        key = keys.session_memory(ses_id)
+        if await self.redis.lpos(key, item) is not None:
+            return
+        expires = await self.redis.hget(keys.session(ses_id), "expires_ms")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, item)
+            pipe.ltrim(key, 0, MEMORY_CAP - 1)
+            if expires:
+                pipe.pexpireat(key, int(expires) + 60_000)
+            await pipe.execute()
+
+    async def memories(self, ses_id: str) -> list[dict[str, Any]]:
+        return [_dec.decode(x) for x in await self.redis.lrange(keys.session_memory(ses_id), 0, -1)]
 
     async def log(self, ses_id: str) -> list[session_log.AnyEntry]:
         rows = await self.redis.xrange(keys.session_log(ses_id))

@@ -7,13 +7,17 @@ included: each ``data`` against its event's payload schema). Half the examples u
 exist (a session with a finished message, a paused confirmation, a collection with a document,
 a retriever), so validation past the 404 is reached too; DELETE keeps its generated ids, so the
 live resources survive the run.
+
+Each operation is its own pytest test driving ``APIOperation.as_strategy()`` with Hypothesis:
+schemathesis' ``pytest.from_fixture`` loader (the way to fuzz a schema served by a fixture)
+fails on pytest 9.2 (schemathesis 4.32.5 reads ``Node._nodeid``, which pytest 9.2 removed).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,6 +27,9 @@ from hypothesis import strategies as st
 
 from gateway.openapi import OPERATIONS
 from tests.stack import Proc, Stack
+
+if TYPE_CHECKING:
+    from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 # per operation; FUZZ_EXAMPLES=200 for a deeper (slower) run
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
@@ -37,7 +44,7 @@ def _ok(resp: httpx.Response) -> Any:
 
 @dataclass(frozen=True)
 class Target:
-    schema: schemathesis.BaseSchema
+    schema: OpenApiSchema
     live_ids: dict[str, str]
 
 
@@ -115,7 +122,10 @@ def strategy(operation: schemathesis.APIOperation, live: dict[str, str]) -> st.S
 
 @pytest.mark.parametrize("operation_id", [op.operation_id for op in OPERATIONS])
 def test_fuzz(operation_id: str, target: Target) -> None:
-    operation = target.schema.find_operation_by_id(operation_id)
+    try:
+        operation = target.schema.find_operation_by_id(operation_id)
+    except LookupError:
+        pytest.skip(f"{operation_id} is not served (its route module is absent)")
 
     @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))

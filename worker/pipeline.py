@@ -80,7 +80,7 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
         message_id=msg_id, content=record.content, intent=c.event_intent,
         system_prompt=config.get("system_prompt") or DEFAULT_SYSTEM_PROMPT,
         history=await _history(deps, ses_id, msg_id),
-        memory=_dec.decode(session[b"user_memory"]) if session.get(b"user_memory") else None,
+        memory=await _memory(deps, ses_id, session),
         tools=sorted(catalogue.allowed(config.get("available_tools"))),
         model=model_name, max_tokens=int(config.get("max_tokens") or 4096),
         temperature=float(config.get("temperature") if config.get("temperature") is not None else 0.7),
@@ -196,6 +196,16 @@ async def _confirm(deps: Deps, em: Emitter, ctx: ToolContext, use: ToolUse) -> s
     if conf.state == "pending":
         raise Paused(conf.confirmation_id)
     return conf.state
+
+
+async def _memory(deps: Deps, ses_id: str, session: dict[bytes, bytes]) -> dict[str, Any] | None:
+    """The user's memory (PATCH replaces it) plus the exchanges they rated positively."""
+    memory = dict(_dec.decode(session[b"user_memory"])) if session.get(b"user_memory") else {}
+    if session.get(b"enable_memory") == b"1":
+        remembered = await deps.sessions.memories(ses_id)
+        if remembered:
+            memory["remembered"] = remembered
+    return memory or None
 
 
 async def _history(deps: Deps, ses_id: str, msg_id: str) -> list[dict[str, Any]]:

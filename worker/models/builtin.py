@@ -75,15 +75,15 @@ class BuiltinModel:
     def answer(self, turn: Turn) -> str:
         if not turn.reports:
             if turn.intent == "conversation":
-                return "Hello! I can search and browse the data in this namespace. What would you like to find?"
-            return (f"I could not use a tool for \"{_clip(turn.content)}\" in this session, "
-                    "so I have no data to ground an answer on.")
-        parts: list[str] = []
-        for r in turn.reports:
-            parts.append(_describe(r))
-        memory = turn.memory or {}
-        if memory.get("remembered"):
-            parts.append(f"(Remembering {len(memory['remembered'])} earlier exchange(s) you rated helpful.)")
+                parts = ["Hello! I can search and browse the data in this namespace. What would you like to find?"]
+            else:
+                parts = [f"I could not use a tool for \"{_clip(turn.content)}\" in this session, "
+                         "so I have no data to ground an answer on."]
+        else:
+            parts = [_describe(r) for r in turn.reports]
+        remembered = (turn.memory or {}).get("remembered") or []
+        if remembered:
+            parts.append(f"(Remembering {len(remembered)} earlier exchange(s) you rated helpful.)")
         return " ".join(p for p in parts if p)
 
 
