@@ -55,7 +55,7 @@ async def streams(spec: dict[str, Any]) -> None:
             try:
                 await loop.create_connection(lambda: c, host, port)
                 c.send(request("GET", host, port, paths[i], headers))
-                status = await asyncio.wait_for(c.opened, 60)
+                status = await asyncio.wait_for(c.opened, spec.get("open_timeout_s", 60))
             except (OSError, TimeoutError, ConnectionError) as exc:
                 failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
                 return

@@ -192,9 +192,10 @@ class Cluster:
         env.update(extra)
         return env
 
-    def spawn(self, name: str, module: str, *args: str, port: int | None = None, **extra: str) -> Proc:
+    def spawn(self, name: str, module: str, *args: str, port: int | None = None, env: dict[str, str] | None = None,
+              **extra: str) -> Proc:
         log = self.data_dir / f"{name}-{len(self.procs)}.log"
-        env = self.env(**({"AGENTSTREAM_PORT": str(port)} if port else {}), **extra)
+        env = self.env(**({"AGENTSTREAM_PORT": str(port)} if port else {}), **extra, **(env or {}))
         popen = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                                  stdout=log.open("wb"), stderr=subprocess.STDOUT)
         proc = Proc(name, popen, log, port)
@@ -211,7 +212,7 @@ class Cluster:
         return await self._http("ceiling", "bench.baselines.ceiling")
 
     def worker(self, **extra: str) -> Proc:
-        return self.spawn("worker", "shared.cli", "worker", **extra)
+        return self.spawn("worker", "shared.cli", "worker", env=extra)
 
     def poll_worker(self) -> Proc:
         """arq's own worker loop with its default 0.5 s poll and no inbound wake-up."""
@@ -219,7 +220,7 @@ class Cluster:
 
     async def _http(self, name: str, module: str, *args: str, **extra: str) -> Proc:
         port = free_port()
-        proc = self.spawn(name, module, *args, port=port, **extra)
+        proc = self.spawn(name, module, *args, port=port, env=extra)
         await asyncio.to_thread(wait_http, proc)
         return proc
 

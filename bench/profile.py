@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import collections
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -65,12 +64,12 @@ async def profile(args: argparse.Namespace) -> None:
         s = Session(ctx, server, args.kind)
         await s.open()
         await s.step(args.rate, 2.0)  # warm up
-        spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record",
-                                "--pid", str(server.pid), "--duration", str(int(args.seconds)), "--rate", "200",
-                                "--format", "raw", "--output", str(args.out), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        spy = await asyncio.create_subprocess_exec(
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
+            "--duration", str(int(args.seconds)), "--rate", "200", "--format", "raw", "--output", str(args.out),
+            "--nonblocking", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         result = await s.step(args.rate, args.seconds)
-        await asyncio.to_thread(spy.wait)
+        await spy.wait()
         await s.close()
         print(f"{args.kind} at {args.rate} ev/s over {args.streams} streams: "
               f"{result['gateway_us_per_event']:.1f} µs/event, p50 {result['lat_ms'].get('p50', 0):.2f} ms, "

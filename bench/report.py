@@ -45,6 +45,8 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     ("throughput", "load_core_pct", "  load generator CPU", "% core", True),
     ("throughput", "machine_pct", "  machine busy (2 cores = 200)", "% core", True),
     ("throughput", "others_pct", "  of which not this run", "% core", True),
+    ("capacity", "open", "capacity: streams held", "", False),
+    ("capacity", "opens_per_s", "  stream opens per second", "/s", False),
     ("capacity", "redis_connections", "capacity: Redis connections", "", True),
     ("capacity", "rss_kb_per_stream", "capacity: gateway RSS per stream", "KB", True),
     ("capacity", "redis_kb_per_stream", "capacity: Redis memory per stream", "KB", True),
@@ -230,7 +232,7 @@ def _fmt(v: Any) -> str:
 def table(result: dict[str, Any]) -> str:
     sc = result["scenarios"]
     head = ("figure", "unit", "project", "naive", "ceiling", "× vs naive", "project/ceiling")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for scen, fig, label, unit, _ in ROWS:
         row = sc.get(scen, {})
         r = row.get("ratios", {}).get(fig, {})

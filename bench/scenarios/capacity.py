@@ -46,7 +46,8 @@ async def measure(ctx: Ctx, kind: str, start: Callable[[], Awaitable[Proc]], pat
         await asyncio.sleep(0.5)
         rss0, mem0 = server.rss_kb(), await _used_memory(probe)
         loads.append(await Child.start(ctx.cluster, f"cap-{kind}", "bench.load",
-                                       {**base, "paths": paths[WARM:], "open_concurrency": 256}))
+                                       {**base, "paths": paths[WARM:], "open_concurrency": 256,
+                                        "open_timeout_s": 20}))
         ready = await loads[1].read(900)
         await asyncio.sleep(1.0)
         rss1, mem1 = server.rss_kb(), await _used_memory(probe)

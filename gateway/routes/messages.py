@@ -178,8 +178,8 @@ async def _message(request: Request) -> tuple[Services, str, str]:
 
 
 async def message_events(request: Request) -> Response:
-    after = _cursor(request)
     svc, ses_id, msg_id = await _message(request)
+    after = _cursor(request)
     record = await svc.messages.record(ses_id, msg_id)
     if record and record.terminal_id and after == cur.parse(record.terminal_id):
         # The reader has everything: 204 tells an EventSource to stop reconnecting. (A cursor

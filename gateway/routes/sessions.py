@@ -113,7 +113,7 @@ async def list_sessions(request: Request) -> Response:
         request.query_params.get("after")
     if offset is None:
         if cursor is not None:
-            if not cursor.isdigit():
+            if not (cursor.isascii() and cursor.isdigit()):
                 raise BadRequest("Malformed cursor", code="invalid_cursor")
             offset = int(cursor)
         else:
