@@ -32,7 +32,7 @@ class Counts:
     replay_events: int = 10_000
     replay_repeats: int = 7
     idle_s: float = 10.0
-    quiet_wait_s: float = 120.0  # before each measured window, wait this long at most for other load to stop
+    quiet_wait_s: float = 60.0  # before each measured window, wait this long at most for other load to stop
 
 
 FULL = Counts()

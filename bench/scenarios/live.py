@@ -161,7 +161,17 @@ async def _ramp(s: Session, live: dict[str, Any]) -> dict[str, Any]:
         best = step
         rate *= c.ramp_factor
         await asyncio.sleep(0.3)
-    if c.ramp_refine and best is not None and failed is not None:
+    if best is None and failed is not None:  # the first step was too much already: step down
+        rate = failed["offered"] / c.ramp_factor
+        for _ in range(4):
+            await asyncio.sleep(0.3)
+            step = await s.step(round(rate), c.ramp_step_s)
+            steps.append(step)
+            if step["sustained"]:
+                best = step
+                break
+            rate /= c.ramp_factor
+    elif c.ramp_refine and best is not None and failed is not None:
         await asyncio.sleep(0.5)
         step = await s.step(round((best["offered"] + failed["offered"]) / 2), c.ramp_step_s)
         steps.append(step)

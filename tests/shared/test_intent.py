@@ -34,10 +34,12 @@ EVENT_INTENTS = ("retriever_search", "data_browse", "collection_management", "pi
 CATEGORY = {"retriever_search": "retriever", "data_browse": "data", "collection_management": "write",
             "pipeline_setup": "setup", "conversation": "general"}
 
-# What the classifier reaches at the time of writing (see the report printed with -s): intent
-# 0.95 tune / 0.90 held-out, event_intent 0.96 tune / 0.89 held-out; the floors sit a few points
-# below the held-out figures so that a general regression fails but a re-labelled line does not.
-FLOOR = {"intent": 0.85, "event_intent": 0.85}
+# What the classifier reached when this was written (printed with -s): intent 1.000 on the tuning
+# split / 0.952 held-out (59/62), event_intent 1.000 / 0.952. The tuning split is fitted by
+# construction, so the held-out figure is the honest one; the floor sits about 3 points (two
+# requests) below it and applies to both splits, so a general regression fails.
+# (Before the rewrite the keyword classifier scored intent 0.70 / 0.69, event_intent 0.63 / 0.68.)
+FLOOR = {"intent": 0.92, "event_intent": 0.92}
 
 
 def load() -> list[dict[str, str]]:
@@ -56,9 +58,9 @@ def accuracy(rows: list[dict[str, str]], field: str) -> float:
 
 def confusion(rows: list[dict[str, str]], field: str, labels: tuple[str, ...]) -> str:
     counts = Counter((r[field], getattr(classify(r["text"]), field)) for r in rows)
-    width = max(len(x) for x in labels) + 1
-    head = "true \\ predicted".ljust(width) + "".join(x[:10].rjust(11) for x in labels)
-    lines = [head] + [t.ljust(width) + "".join(str(counts[(t, p)]).rjust(11) for p in labels) for t in labels]
+    width = max(len(x) for x in labels) + 2
+    head = "true \\ predicted".ljust(width) + "".join(x[:12].rjust(13) for x in labels)
+    lines = [head] + [t.ljust(width) + "".join(str(counts[(t, p)]).rjust(13) for p in labels) for t in labels]
     return "\n".join(lines)
 
 
@@ -81,7 +83,8 @@ def test_accuracy_on_the_labelled_set() -> None:
             scores[(field, name)] = accuracy(rows, field)
         report.append(f"{field}: tune {scores[(field, 'tune')]:.3f}  held-out {scores[(field, 'held-out')]:.3f}"
                       f"  all {scores[(field, 'all')]:.3f}  (floor {FLOOR[field]:.2f})")
-        report.append(confusion(ROWS, field, labels))
+        report.append(f"  held-out confusion ({len(HELD_OUT)})\n{confusion(HELD_OUT, field, labels)}")
+        report.append(f"  whole-set confusion ({len(ROWS)})\n{confusion(ROWS, field, labels)}")
     print("\n".join(report))
     for field in ("intent", "event_intent"):
         for name in ("tune", "held-out"):
