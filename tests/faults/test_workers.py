@@ -215,3 +215,55 @@ def record_latest(stack: Stack, sid: str) -> str:
 
 def test_pid_helper_sanity(stack):
     assert all(p.popen.pid != os.getpid() for p in stack.procs)
+
+
+def _accept_without_job(stack: Stack, sid: str, ns_id: str, content: str, claim: bool) -> str:
+    """A message recorded as the gateway would, whose job never reached arq (or vanished)."""
+    import asyncio
+
+    from shared import connect, keys
+    from shared.ids import new_id, now_ms
+    from shared.messages import MessageStore
+    from shared.session_log import UserEntry
+    from shared.settings import Settings
+
+    async def go() -> str:
+        redis = connect.client(stack.redis_url)
+        try:
+            store = MessageStore(redis, Settings(lease_s=1))
+            mid = new_id("msg")
+            await redis.zadd(keys.ACTIVE, {f"{sid}/{mid}": now_ms()})
+            await store.accept(sid, ns_id, mid, UserEntry(message_id=mid, ts=now_ms(), content=content),
+                               content, None, "h")
+            if claim:
+                await store.claim(sid, mid, "ghost-worker")  # a worker that then vanished with its job
+            return mid
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(go())
+
+
+def test_a_message_whose_job_never_reached_the_queue_is_enqueued_by_the_reaper(ctx, stack):
+    _, gw, headers, sid = ctx
+    keep_two_workers(stack)
+    ns_id = httpx.get(gw.url + f"/v1/agents/sessions/{sid}", headers=headers).json()["namespace_id"]
+    mid = _accept_without_job(stack, sid, ns_id, "hello there", claim=False)
+    listener = Listener("GET", gw.url + f"/v1/agents/sessions/{sid}/messages/{mid}/events", headers)
+    listener.start()
+    listener.join(20)
+    events = stored(stack, sid, mid)
+    assert events[-1].type == "done" and check_log(events)["terminal"] == 1
+    assert listener.events == events
+
+
+def test_a_running_message_whose_job_vanished_ends_with_job_lost(ctx, stack):
+    _, gw, headers, sid = ctx
+    ns_id = httpx.get(gw.url + f"/v1/agents/sessions/{sid}", headers=headers).json()["namespace_id"]
+    mid = _accept_without_job(stack, sid, ns_id, "hello there", claim=True)
+    listener = Listener("GET", gw.url + f"/v1/agents/sessions/{sid}/messages/{mid}/events", headers)
+    listener.start()
+    listener.join(15)
+    events = stored(stack, sid, mid)
+    assert [e.type for e in events] == ["error"] and events[0].data["code"] == "job_lost"
+    assert listener.events == events
