@@ -107,7 +107,7 @@ async def quiet(threshold_pct: float, max_wait_s: float, sample_s: float = 0.4) 
         mine0, m0, w0 = tree_cpu_s(), machine_busy_s()[0], time.monotonic()
         await asyncio.sleep(sample_s)
         m1, w1, mine1 = machine_busy_s()[0], time.monotonic(), tree_cpu_s()
-        others = 100 * ((m1 - m0) - _delta(mine0, mine1)) / (w1 - w0)
+        others = max(0.0, 100 * ((m1 - m0) - _delta(mine0, mine1)) / (w1 - w0))
         waited = time.monotonic() - t0
         if others < threshold_pct or waited >= max_wait_s:
             return {"others_core_pct": others, "waited_s": waited}
@@ -163,7 +163,9 @@ class CpuWindow:
             "core_pct": {n: 100 * u / wall for n, u in used.items()},
             # in % of ONE core, like the rest (a 2-core machine is 200% busy at most)
             "machine_pct": 100 * busy / wall,
-            "others_pct": 100 * (busy - mine) / wall,  # not this run: other sessions, kernel irq
+            # Not this run: other sessions, kernel irq. Approximate: a process's stime can include
+            # softirq work that /proc/stat also counts, so it is floored at 0.
+            "others_pct": max(0.0, 100 * (busy - mine) / wall),
         }
 
 

@@ -9,13 +9,12 @@ from typing import Any
 from bench.context import Ctx
 from bench.procs import Child, CpuWindow, Proc
 
-WARMUP = 3
-
 
 async def measure(ctx: Ctx, server: Proc, sessions: list[str], samples: int, worker: Proc | None) -> dict[str, Any]:
     base = {"mode": "ttfe", "host": "127.0.0.1", "port": server.port, "headers": ctx.tenant.headers}
     warm = await Child.start(ctx.cluster, "ttfe-warm", "bench.load", {**base, "sessions": sessions,
-                                                                      "samples": WARMUP, "gap_s": [0.0, 0.01]})
+                                                                      "samples": ctx.counts.ttfe_warmup,
+                                                                      "gap_s": [0.0, 0.01]})
     await warm.read(120)
     await warm.close()
 

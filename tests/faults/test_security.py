@@ -100,7 +100,7 @@ def test_sse_framing_cannot_be_forged_from_user_text(api):
     events = sse.parse(r.text)
     sse.check_stream(events)
     assert [e.type for e in events].count("done") == 1
-    assert all(e.type in {"intent", "thinking", "tool_call", "tool_result", "retriever_execution", "token",
+    assert all(e.type in {"intent", "thinking", "tool_call", "tool_result", "retriever_execution", "pipeline_config", "token",
                           "message", "session_name", "done"} for e in events)
     history = api.get(f"/v1/agents/sessions/{sid}/history").json()["messages"]
     assert history[0]["content"] == evil  # stored exactly as sent, only framed safely

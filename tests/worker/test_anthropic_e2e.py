@@ -133,7 +133,8 @@ def test_tool_use_round_trip_streams_claude_answer(api: httpx.Client, responder:
 
     types = [e.type for e in events]
     assert types == ["intent", "thinking", "token", "token", "thinking", "tool_call", "tool_result",
-                     "retriever_execution", "token", "token", "token", "token", "message", "session_name",
+                     "retriever_execution", "pipeline_config", "token", "token", "token", "token", "message",
+                     "session_name",
                      "done"], types
     assert events[1].data["step"] == "processing"
     assert events[4].data["step"] == "tool_selection"
@@ -273,7 +274,7 @@ def test_error_in_the_step_after_a_tool_call_ends_with_one_error(api: httpx.Clie
     _, events = ask(api, sid, QUESTION)
     types = [e.type for e in events]
     assert types == ["intent", "thinking", "thinking", "tool_call", "tool_result", "retriever_execution",
-                     "token", "token", "error"], types
+                     "pipeline_config", "token", "token", "error"], types
     assert events[-1].data["code"] == "provider_error" and "api_error" in events[-1].data["message"]
     assert not fake.replies
     # The failed answer is not an answer: no message, no done, and the session counted no tokens.

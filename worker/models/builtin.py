@@ -55,7 +55,16 @@ class BuiltinModel:
                 wanted.append(("list_retrievers", {}))
         elif turn.intent == "retriever_search":
             wanted.append(("list_collections", {}))
-            wanted.append(("smart_search", {"query": turn.content, "limit": 5}))
+            scope = _scope(turn.content)
+            saved = _named(_USING_RETRIEVER, turn.content)
+            if saved:  # a saved retriever, by name or id, with the rest of the request as its query
+                wanted.append(("execute_retriever", {"retriever_id": saved[0], "inputs": {"query": saved[1]},
+                                                     "limit": 5}))
+            elif scope:  # an ad-hoc pipeline over the named collection
+                wanted.append(("execute_adhoc_retriever", {"collection_identifiers": [scope[0]],
+                                                           "query": scope[1], "limit": 5}))
+            else:
+                wanted.append(("smart_search", {"query": turn.content, "limit": 5}))
         elif turn.intent == "collection_management":
             name = _collection_name(turn.content)
             if name and re.search(r"\b(delete|remove|drop)\b", turn.content, re.I):
@@ -85,6 +94,32 @@ class BuiltinModel:
         if remembered:
             parts.append(f"(Remembering {len(remembered)} earlier exchange(s) you rated helpful.)")
         return " ".join(p for p in parts if p)
+
+
+# "... in the X collection" / "... in collection X": the scope of an ad-hoc pipeline
+_IN_COLLECTION = (re.compile(r"\s*\bin\s+(?:the\s+)?[\"']?([A-Za-z0-9][\w.-]*)[\"']?\s+collection\b", re.I),
+                  re.compile(r"\s*\bin\s+(?:the\s+)?collection\s+[\"']?([A-Za-z0-9][\w.-]*)[\"']?", re.I))
+
+
+_USING_RETRIEVER = (re.compile(r"\s*\b(?:with|using)\s+(?:the\s+)?[\"']?([A-Za-z0-9][\w.-]*)[\"']?\s+retriever\b", re.I),
+                    re.compile(r"\s*\b(?:with|using)\s+(?:the\s+)?retriever\s+[\"']?([A-Za-z0-9][\w.-]*)[\"']?", re.I))
+
+
+def _named(patterns: tuple[re.Pattern[str], ...], text: str) -> tuple[str, str] | None:
+    for pattern in patterns:
+        m = pattern.search(text)
+        if m:
+            return m.group(1), (text[:m.start()] + text[m.end():]).strip()
+    return None
+
+
+def _scope(text: str) -> tuple[str, str] | None:
+    """(collection, the request without the scope phrase), if the request names one."""
+    for pattern in _IN_COLLECTION:
+        m = pattern.search(text)
+        if m:
+            return m.group(1), (text[:m.start()] + text[m.end():]).strip()
+    return None
 
 
 _NAMED = re.compile(r"\b(?:named|called)\s+[\"']?([A-Za-z0-9][\w.-]*)", re.I)

@@ -115,7 +115,9 @@ async def smart_search(dp: DataPlane, ctx: ToolContext, args: SmartSearch) -> To
     total = result["pagination"]["total"]
     output = {**result, "query": args.query, "collections_searched": [c.collection_name for c in cols]}
     message = f"smart_search over {len(cols)} collection(s): {total} match(es) for {args.query!r}"
-    return ToolOutcome(output, [_run(result, started, None, message)])
+    # An ad-hoc search: hand back the exact pipeline, which saved as a retriever returns the same documents.
+    config = {"collection_identifiers": [c.collection_id for c in cols], "stages": _with_limit(stages, args.limit)}
+    return ToolOutcome(output, [_run(result, started, None, message)], pipeline_config=config)
 
 
 @tool(ExecuteRetriever)
