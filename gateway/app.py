@@ -85,16 +85,19 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     svc = services(request)
-    checks = {"redis": False, "workers": 0, "live_path": svc.hub.connected, "draining": svc.draining}
+    checks: dict[str, object] = {"redis": False, "workers": 0, "live_path": svc.hub.connected,
+                                 "draining": svc.draining}
+    workers = 0
     try:
         await svc.redis.ping()
         checks["redis"] = True
-        checks["workers"] = await svc.redis.zcount(keys.WORKERS, now_ms() - WORKER_ALIVE_MS, "+inf")
+        workers = await svc.redis.zcount(keys.WORKERS, now_ms() - WORKER_ALIVE_MS, "+inf")
+        checks["workers"] = workers
     except (ConnectionError, OSError, TimeoutError) as exc:
         checks["error"] = str(exc)
     except Exception as exc:  # redis-py's own error classes
         checks["error"] = str(exc)
-    ready = checks["redis"] and checks["workers"] > 0 and checks["live_path"] and not svc.draining
+    ready = bool(checks["redis"]) and workers > 0 and svc.hub.connected and not svc.draining
     return Response(msgspec.json.encode({"status": "ready" if ready else "not_ready", **checks}),
                     status_code=200 if ready else 503, media_type="application/json",
                     headers=None if ready else {"Retry-After": "1"})

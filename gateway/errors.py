@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,7 +27,7 @@ _HTTP_TYPES = {
 
 
 def error_response(status: int, message: str, type_: str | None = None, code: str | None = None,
-                   details: dict | None = None, headers: dict[str, str] | None = None) -> Response:
+                   details: dict[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> Response:
     body = ErrorResponse(status=status, error=ErrorDetail(
         message=message, type=type_ or _HTTP_TYPES.get(status, "Error"), code=code, details=details))
     return Response(_encoder.encode(body), status_code=status, media_type="application/json",

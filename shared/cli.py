@@ -67,8 +67,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     key, ns_id, generated = asyncio.run(_dev_prepare(url, key, settings.dev_namespace))
     env = {**os.environ, "AGENTSTREAM_REDIS_URL": url}
     env.setdefault("AGENTSTREAM_FALLBACK_TO_BUILTIN", "true")
-    procs = [subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], env=env),
-             subprocess.Popen([sys.executable, "-m", "shared.cli", "gateway"], env=env)]
+    names = ["worker", "gateway"]
+    procs = [subprocess.Popen([sys.executable, "-m", "shared.cli", name], env=env) for name in names]
     base = f"http://{settings.host}:{settings.port}"
     _wait_ready(base, procs)
     shown = key if generated else (key[:6] + "…  (from AGENTSTREAM_DEV_API_KEY)")
@@ -93,9 +93,9 @@ Stop with Ctrl-C.
     code = 0
     try:
         while not stopping:
-            for p in procs:
+            for name, p in zip(names, procs, strict=True):
                 if p.poll() is not None:
-                    print(f"agentstream dev: {p.args[-1]} exited with {p.returncode}; stopping", file=sys.stderr)
+                    print(f"agentstream dev: {name} exited with {p.returncode}; stopping", file=sys.stderr)
                     stopping, code = True, 1
             time.sleep(0.2)
     finally:

@@ -16,6 +16,7 @@ def client(url: str, max_connections: int | None = None, blocking: bool = True) 
         health_check_interval=30,
         retry_on_timeout=False,
     )
+    pool: aioredis.ConnectionPool
     if max_connections and blocking:
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10, **kwargs)
     else:

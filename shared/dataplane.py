@@ -252,7 +252,7 @@ class DataPlane(RetrieverStore):
         terms = set(tokenize(text)) - _INSTRUCTION_TERMS
         if not terms:
             return []
-        ranked: list[tuple[float, str, Collection]] = []
+        ranked: list[tuple[float, str, CollectionView]] = []
         for col in await self.list_collections(ns_id):
             own = set(tokenize(f"{col.collection_name.replace('-', ' ').replace('_', ' ')} {col.description or ''}"))
             vocabulary = await self._vocabulary(ns_id, col.collection_id)
