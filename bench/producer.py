@@ -21,6 +21,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -28,6 +29,7 @@ import hiredis
 import uvloop
 
 from bench.pacing import paced
+from bench.stats import summary
 from shared import connect, scripts
 from shared.messages import MessageStore
 from shared.settings import Settings
@@ -41,12 +43,17 @@ def _bulk(v: Any) -> bytes:
 
 
 class _Replies(asyncio.Protocol):
+    """Counts replies, and times each batch's round trip (written to last reply read): how long
+    Redis itself, and the scheduling of this process, held the appends."""
+
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
         self.acked = 0
         self.errors = 0
         self.first_error = ""
         self.transport: asyncio.Transport | None = None
+        self.batches: deque[tuple[int, int]] = deque()  # (written at µs, reply count that ends it)
+        self.rtt_us: list[int] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -58,6 +65,10 @@ class _Replies(asyncio.Protocol):
             if isinstance(reply, hiredis.ReplyError):
                 self.errors += 1
                 self.first_error = self.first_error or str(reply)
+        if self.batches and self.batches[0][1] <= self.acked:
+            now = time.monotonic_ns() // 1000
+            while self.batches and self.batches[0][1] <= self.acked:
+                self.rtt_us.append(now - self.batches.popleft()[0])
 
 
 async def _capture_args(store: MessageStore, ses_id: str, msg_id: str, attempt: int) -> tuple[list[Any], list[Any]]:
@@ -113,9 +124,10 @@ async def main(spec: dict[str, Any]) -> None:
     n_streams = len(prefixes)
     seqs = [0] * n_streams
     rr = 0
+    written = 0
 
     def emit_batch(n: int) -> None:
-        nonlocal rr
+        nonlocal rr, written
         ts = time.monotonic_ns() // 1000
         out = []
         for _ in range(n):
@@ -126,6 +138,8 @@ async def main(spec: dict[str, Any]) -> None:
             out.append(prefixes[i])
             out.append(b"$%d\r\n%s\r\n" % (len(payload), payload))
         transport.write(b"".join(out))
+        written += n
+        replies.batches.append((ts, written))
 
     say({"event": "prepared", "streams": n_streams})
     stdin = asyncio.StreamReader()
@@ -136,6 +150,7 @@ async def main(spec: dict[str, Any]) -> None:
         if cmd["cmd"] != "run":
             continue
         say({"event": "started"})
+        replies.rtt_us.clear()
         sent, elapsed = await paced(cmd["rate"], cmd["duration_s"], emit_batch)
         sent_total += sent
         t_end = time.monotonic()
@@ -143,7 +158,7 @@ async def main(spec: dict[str, Any]) -> None:
             await asyncio.sleep(0.001)
         say({"event": "done", "sent": sent, "elapsed_s": elapsed, "achieved": sent / elapsed,
              "ack_lag_s": time.monotonic() - t_end, "acked": replies.acked, "errors": replies.errors,
-             "first_error": replies.first_error, "per_stream": seqs})
+             "first_error": replies.first_error, "per_stream": seqs, "append_rtt_us": summary(replies.rtt_us)})
     transport.close()
 
 

@@ -23,6 +23,7 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     ("live_5000", "p50_ms", "live 5k/s: latency p50", "ms", True),
     ("live_5000", "p99_ms", "live 5k/s: latency p99", "ms", True),
     ("live_5000", "lost", "live 5k/s: events lost", "", True),
+    ("live_5000", "append_rtt_p99_ms", "  producer's append round trip p99", "ms", True),
     ("live_5000", "gateway_core_pct", "  gateway CPU", "% core", True),
     ("live_5000", "redis_core_pct", "  Redis CPU", "% core", True),
     ("live_5000", "producer_core_pct", "  producer CPU", "% core", True),
@@ -33,6 +34,7 @@ ROWS: list[tuple[str, str, str, str, bool]] = [
     ("live_20000", "p50_ms", "live 20k/s: latency p50", "ms", True),
     ("live_20000", "p99_ms", "live 20k/s: latency p99", "ms", True),
     ("live_20000", "lost", "live 20k/s: events lost", "", True),
+    ("live_20000", "append_rtt_p99_ms", "  producer's append round trip p99", "ms", True),
     ("live_20000", "gateway_core_pct", "  gateway CPU", "% core", True),
     ("live_20000", "redis_core_pct", "  Redis CPU", "% core", True),
     ("live_20000", "producer_core_pct", "  producer CPU", "% core", True),
@@ -88,7 +90,8 @@ def _live(run: dict[str, Any]) -> dict[str, Any]:
             "gateway_core_pct": run["core_pct"]["gateway"], "load_core_pct": run["core_pct"]["load"],
             "producer_core_pct": run["core_pct"].get("producer", NAN),
             "redis_core_pct": run["core_pct"].get("redis", NAN), "machine_pct": run["machine_pct"],
-            "others_pct": run["others_pct"]}
+            "others_pct": run["others_pct"],
+            "append_rtt_p99_ms": run.get("append_rtt_ms", {}).get("p99", NAN)}
 
 
 def assemble(result: dict[str, Any]) -> dict[str, Any]:

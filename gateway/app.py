@@ -35,7 +35,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         redis = connect.client(redis_url, max_connections=settings.redis_pool_size)
         arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=msgspec.json.encode,
                        job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
-        hub = Hub(redis_url, buffer=settings.subscriber_buffer)
+        hub = Hub(redis_url, buffer=settings.subscriber_buffer, heartbeat_s=settings.heartbeat_s)
         await hub.start()
         app.state.services = Services(settings=settings, redis=redis, arq=arq, hub=hub,
                                       messages=MessageStore(redis, settings),

@@ -7,8 +7,10 @@ entry to the subscriptions of its channel. Streams stay the record: a subscripti
 behind (buffer full) or that lost the connection is told to catch up by reading the stream
 itself, so no client can grow the gateway's memory or slow the others.
 
-The connection is raw RESP over asyncio streams rather than redis-py's PubSub: the live path is
-the hot path (one reply per delivered event) and redis-py builds a dict per message.
+This is the hot path (one reply per delivered event), so the connection is a plain asyncio
+Protocol: bytes go from ``data_received`` through hiredis to the subscriptions without a
+coroutine, a task switch or redis-py's per-message dict in between. Heartbeats are driven from
+here too (one timer for all streams, not one per stream per wake-up).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class HubClosed(ConnectionError):
 
 
 class Subscription:
-    __slots__ = ("channel", "queue", "limit", "lagging", "wake", "closed", "_hub")
+    __slots__ = ("channel", "queue", "limit", "lagging", "wake", "closed", "idle", "_hub")
 
     def __init__(self, hub: Hub, channel: bytes, limit: int) -> None:
         self._hub = hub
@@ -41,6 +43,7 @@ class Subscription:
         self.lagging = False  # the queue overflowed: read the stream to catch up
         self.wake = asyncio.Event()
         self.closed: str | None = None  # reason, when the hub can no longer feed us
+        self.idle = True  # no entry since the hub's last heartbeat tick
 
     def push(self, entry: LiveEntry) -> None:
         if self.lagging:
@@ -50,6 +53,7 @@ class Subscription:
             self.lagging = True
         else:
             self.queue.append(entry)
+        self.idle = False
         self.wake.set()
 
     def close(self, reason: str) -> None:
@@ -82,24 +86,51 @@ def _command(*parts: bytes) -> bytes:
     return b"".join(out)
 
 
+class _Connection(asyncio.Protocol):
+    """Feeds every reply to the hub, synchronously, as bytes arrive."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.reader = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        dispatch = self.hub._dispatch
+        while (reply := self.reader.gets()) is not False:
+            dispatch(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
 class Hub:
-    def __init__(self, url: str, buffer: int = 1024, idle_unsubscribe_s: float = 5.0) -> None:
+    def __init__(self, url: str, buffer: int = 1024, idle_unsubscribe_s: float = 5.0,
+                 heartbeat_s: float = 15.0) -> None:
         self.url = url
         self.buffer = buffer
         self.idle_unsubscribe_s = idle_unsubscribe_s
+        self.heartbeat_s = heartbeat_s
         self.channels: dict[bytes, _Channel] = {}
         self._idle: dict[bytes, float] = {}
-        self._writer: asyncio.StreamWriter | None = None
+        self._conn: _Connection | None = None
         self._connected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._auth_pending = 0  # replies to AUTH / CLIENT SETNAME still to come
         self.delivered = 0  # entries handed to subscriptions (for tests and the bench)
 
     # lifecycle
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name="hub-reader"),
-                       asyncio.create_task(self._sweep(), name="hub-sweep")]
+        self._tasks = [asyncio.create_task(self._run(), name="hub-connection"),
+                       asyncio.create_task(self._sweep(), name="hub-sweep"),
+                       asyncio.create_task(self._heartbeats(), name="hub-heartbeats")]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected.wait(), 5)
 
@@ -111,8 +142,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._close_all("shutdown")
-        if self._writer:
-            self._writer.close()
+        if self._conn is not None and self._conn.transport is not None:
+            self._conn.transport.close()
 
     def close_all(self, reason: str) -> None:
         """Tell every open stream to end (graceful shutdown: clients reconnect elsewhere)."""
@@ -164,96 +195,93 @@ class Hub:
     # internals
 
     def _send(self, data: bytes) -> None:
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(data)
+        conn = self._conn
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.transport.write(data)
 
     def _close_all(self, reason: str) -> None:
         for state in self.channels.values():
             for sub in list(state.subs):
                 sub.close(reason)
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    def _dispatch(self, reply: object) -> None:
+        if type(reply) is not list:
+            if self._auth_pending:
+                self._auth_pending -= 1
+                if isinstance(reply, hiredis.ReplyError):
+                    log.error("hub: Redis refused the handshake: %s", reply)
+            return
+        kind = reply[0]
+        if kind == b"message":
+            state = self.channels.get(reply[1])
+            if state is None:
+                return
+            parts = reply[2].split(b"\n", 2)
+            if len(parts) != 3:
+                return
+            entry = (parts[0], parts[1], parts[2])
+            for sub in state.subs:
+                sub.push(entry)
+            self.delivered += len(state.subs)
+        elif kind == b"subscribe":
+            state = self.channels.get(reply[1])
+            if state is not None and state.pending > 0:
+                state.pending -= 1
+                if state.pending == 0 and not state.ready.done():
+                    state.ready.set_result(None)
+        elif kind == b"unsubscribe":
+            state = self.channels.get(reply[1])
+            if state is not None and state.unsubscribing and not state.subs:
+                del self.channels[reply[1]]
+
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
         u = urlparse(self.url)
+        conn = _Connection(self)
         if u.scheme == "unix":
-            reader, writer = await asyncio.open_unix_connection(unquote(u.path))
+            await loop.create_unix_connection(lambda: conn, unquote(u.path))
         else:
-            ssl = u.scheme == "rediss"
-            reader, writer = await asyncio.open_connection(u.hostname or "127.0.0.1", u.port or 6379, ssl=ssl)
+            await loop.create_connection(lambda: conn, u.hostname or "127.0.0.1", u.port or 6379,
+                                         ssl=u.scheme == "rediss" or None)
+        assert conn.transport is not None
+        handshake = []
         if u.password:
-            auth = [b"AUTH"] + ([unquote(u.username).encode()] if u.username else []) + [unquote(u.password).encode()]
-            writer.write(_command(*auth))
-            rd = hiredis.Reader()
-            while (reply := rd.gets()) is False:
-                rd.feed(await reader.read(4096))
-            if isinstance(reply, hiredis.ReplyError):
-                raise ConnectionError(f"hub AUTH failed: {reply}")
-        writer.write(_command(b"CLIENT", b"SETNAME", b"agentstream-hub"))
-        return reader, writer
+            handshake.append(_command(b"AUTH", *([unquote(u.username).encode()] if u.username else []),
+                                      unquote(u.password).encode()))
+        handshake.append(_command(b"CLIENT", b"SETNAME", b"agentstream-hub"))
+        self._auth_pending = len(handshake)
+        conn.transport.write(b"".join(handshake))
+        return conn
 
     async def _run(self) -> None:
         backoff = 0.05
         while not self._stopping:
             try:
-                reader, writer = await self._connect()
+                conn = await self._open()
             except (OSError, ConnectionError) as exc:
                 log.warning("hub: cannot connect to Redis (%s); retrying", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.05
-            self._writer = writer
+            self._conn = conn
             # Subscriptions that survived a reconnect were told to end (their clients resume);
             # channels without subscribers are simply forgotten.
             self.channels = {n: s for n, s in self.channels.items() if s.subs and not s.unsubscribing}
             for name, state in self.channels.items():
                 state.pending = 1
                 state.ready = asyncio.get_running_loop().create_future()
-                writer.write(_command(b"SUBSCRIBE", name))
+                self._send(_command(b"SUBSCRIBE", name))
             self._connected.set()
             try:
-                await self._read_loop(reader)
-            except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
-                log.warning("hub: lost Redis connection (%s)", exc)
+                exc = await conn.lost
+                log.warning("hub: lost Redis connection (%s)", exc or "closed by Redis")
             finally:
                 self._connected.clear()
-                self._writer = None
-                writer.close()
+                self._conn = None
+                if conn.transport is not None:
+                    conn.transport.close()
                 self._close_all("redis_connection_lost")
-
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        rd = hiredis.Reader()
-        channels = self.channels
-        while True:
-            data = await reader.read(262_144)
-            if not data:
-                raise ConnectionError("connection closed by Redis")
-            rd.feed(data)
-            while (reply := rd.gets()) is not False:
-                if type(reply) is not list:
-                    continue  # replies to AUTH / CLIENT SETNAME
-                kind = reply[0]
-                if kind == b"message":
-                    state = channels.get(reply[1])
-                    if state is None:
-                        continue
-                    parts = reply[2].split(b"\n", 2)
-                    if len(parts) != 3:
-                        continue
-                    entry = (parts[0], parts[1], parts[2])
-                    for sub in state.subs:
-                        sub.push(entry)
-                    self.delivered += len(state.subs)
-                elif kind == b"subscribe":
-                    state = channels.get(reply[1])
-                    if state is not None and state.pending > 0:
-                        state.pending -= 1
-                        if state.pending == 0 and not state.ready.done():
-                            state.ready.set_result(None)
-                elif kind == b"unsubscribe":
-                    state = channels.get(reply[1])
-                    if state is not None and state.unsubscribing and not state.subs:
-                        del channels[reply[1]]
-            channels = self.channels
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,3 +295,15 @@ class Hub:
                 if state is not None and not state.subs and not state.unsubscribing:
                     state.unsubscribing = True
                     self._send(_command(b"UNSUBSCRIBE", name))
+
+    async def _heartbeats(self) -> None:
+        """Every heartbeat period, wake each subscription that had no entry since the last tick
+        (its reader sends a heartbeat comment and re-reads the stream as a safety net)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            for state in list(self.channels.values()):
+                for sub in state.subs:
+                    if sub.idle:
+                        sub.wake.set()
+                    else:
+                        sub.idle = True

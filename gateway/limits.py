@@ -85,7 +85,11 @@ class StreamSlot:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await self.redis.zrem(self.name, self.member)
 
-    async def guard(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    def guard(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The body, releasing the slot when it ends (no wrapper at all when limits are off)."""
+        return body if self._renewer is None else self._guarded(body)
+
+    async def _guarded(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
             async for chunk in body:
                 yield chunk

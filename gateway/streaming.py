@@ -7,7 +7,6 @@ fallback and shutdown behave the same everywhere.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from redis.exceptions import RedisError
@@ -94,7 +93,7 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
                 rows = await store.read(ses_id, msg_id, cur.fmt(last), batch)
                 for eid, t, d in rows:
                     out.append((eid, t, d))
-                    last, last_type = cur.parse(eid), t
+                    last, last_type = cur.of_entry(eid), t
                     if t in _TERMINAL:
                         return out, True
                 if len(rows) < batch:
@@ -108,12 +107,13 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
         if ended:
             return
         while True:
-            try:
-                await asyncio.wait_for(sub.wake.wait(), settings.heartbeat_s)
-            except TimeoutError:
+            await sub.wake.wait()
+            if not sub.queue and not sub.lagging and sub.closed is None:
+                sub.wake.clear()
+                # The hub's heartbeat tick: nothing arrived for a period. A notification can be
+                # lost only with the connection (which closes us), but a cheap read per
+                # heartbeat makes even that impossible to turn into a hang.
                 yield None
-                # A notification can be lost only with the connection (which closes us), but a
-                # cheap read per heartbeat makes even that impossible to turn into a hang.
                 out, ended = await catch_up()
                 if out:
                     yield out
@@ -132,7 +132,7 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
                     return
             out = []
             for eid, t, d in sub.drain():
-                pid = cur.parse(eid)
+                pid = cur.of_entry(eid)
                 if pid <= last:
                     continue  # already sent by a catch-up read
                 out.append((eid, t, d))

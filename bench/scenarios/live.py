@@ -115,6 +115,7 @@ class Session:
             "lat_ms": lat_ms, "gateway_us_per_event": gw_us, "core_pct": cpu["core_pct"],
             "machine_pct": cpu["machine_pct"], "others_pct": cpu["others_pct"],
             "others_before_pct": q["others_core_pct"], "delivered_per_s": events / cpu["wall_s"],
+            "append_rtt_ms": {k: v / 1000 for k, v in done.get("append_rtt_us", {}).items() if k != "n"},
             "sustained": sustained,
         }
 

@@ -172,3 +172,30 @@ async def test_resubscribing_right_after_unsubscribe_still_gets_live_entries(red
     finally:
         await hub.stop()
         await redis.aclose()
+
+
+async def test_idle_readers_get_heartbeats_from_one_hub_timer(redis_url):
+    settings = Settings(heartbeat_s=0.2)
+    redis = connect.client(redis_url, max_connections=3)
+    hub = Hub(redis_url, heartbeat_s=0.2)
+    await hub.start()
+    store = MessageStore(redis, settings)
+    try:
+        ses, msg, attempt = await _message(store, redis)
+        reader = await open_reader(store, hub, settings, ses, msg, None)
+        it = reader.__aiter__()
+        beats = 0
+        async with asyncio.timeout(5):
+            while beats < 3:
+                batch = await it.__anext__()
+                assert batch is None  # nothing was appended: only heartbeats
+                beats += 1
+        await store.append(ses, msg, attempt, [_done(msg)])
+        async with asyncio.timeout(5):
+            while (batch := await it.__anext__()) is None:
+                pass
+        assert [t for _, t, _ in batch] == [b"done"]
+        await reader.aclose()
+    finally:
+        await hub.stop()
+        await redis.aclose()
