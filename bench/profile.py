@@ -17,9 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import gc_probe
 from bench.context import QUICK, Ctx
 from bench.fixtures import Fixtures
-from bench.procs import Cluster, raise_nofile
+from bench.procs import Cluster, free_port, raise_nofile, wait_http
 from bench.scenarios.live import Session
 from shared import connect
 from shared.settings import Settings
@@ -59,8 +60,12 @@ async def profile(args: argparse.Namespace) -> None:
         fx = Fixtures(redis, settings)
         counts = QUICK.__class__(**{**QUICK.__dict__, "streams": args.streams, "quiet_wait_s": 0.0})
         ctx = Ctx(cluster, redis, settings, fx, await fx.tenant(), counts, True)
-        start = {"project": cluster.gateway, "naive": cluster.naive_gateway, "ceiling": cluster.ceiling}[args.kind]
-        server = await start()
+        if args.gc:
+            server = cluster.spawn("gateway", "bench.gc_probe", "gateway", port=free_port())
+            await asyncio.to_thread(wait_http, server)
+        else:
+            start = {"project": cluster.gateway, "naive": cluster.naive_gateway, "ceiling": cluster.ceiling}[args.kind]
+            server = await start()
         s = Session(ctx, server, args.kind)
         await s.open()
         await s.step(args.rate, 2.0)  # warm up
@@ -77,6 +82,10 @@ async def profile(args: argparse.Namespace) -> None:
               f"CPU {', '.join(f'{k} {v:.0f}%' for k, v in result['core_pct'].items())}, "
               f"others {result['others_pct']:.0f}%")
         print(top(args.out))
+        if args.gc:
+            print("\ngarbage collections in the gateway (whole life of the process):")
+            for gen, g in sorted(gc_probe.summarise(server.log.read_text()).items()):
+                print(f"  {gen}: {g['n']:.0f} collections, {g['total_ms']:.0f} ms in all, longest {g['max_ms']:.1f} ms")
         await redis.aclose()
     finally:
         cluster.stop_all()
@@ -90,6 +99,8 @@ def main() -> None:
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--out", type=Path, default=Path("/tmp/agentstream-gateway.collapsed"))
+    p.add_argument("--gc", action="store_true", help="run the project gateway under bench.gc_probe and "
+                                                     "report its garbage-collection pauses")
     asyncio.run(profile(p.parse_args()))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import anyio
 import redis.asyncio as aioredis
@@ -84,14 +83,3 @@ class StreamSlot:
         # anyio cancellation re-fires on every await, so the release must be shielded.
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await self.redis.zrem(self.name, self.member)
-
-    def guard(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The body, releasing the slot when it ends (no wrapper at all when limits are off)."""
-        return body if self._renewer is None else self._guarded(body)
-
-    async def _guarded(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in body:
-                yield chunk
-        finally:
-            await self.release()

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import sse
@@ -17,7 +17,7 @@ from gateway.bodies import parse, read_body
 from gateway.context import Services, services
 from gateway.limits import StreamSlot
 from gateway.routes.sessions import json
-from gateway.streaming import open_reader, sse_body
+from gateway.streaming import EventStreamResponse, open_reader
 from shared import cursor as cur
 from shared import jobs, keys, models
 from shared.errors import ApiError, BadRequest, Invalid, NotFound, Unavailable
@@ -108,8 +108,8 @@ async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[in
     except BaseException:
         await slot.release()
         raise
-    body = slot.guard(sse_body(reader, svc.settings.sse_retry_ms))
-    return StreamingResponse(body, headers={**sse.HEADERS, **headers})
+    return EventStreamResponse(reader, svc.settings.sse_retry_ms, {**sse.HEADERS, **headers},  # type: ignore[return-value]
+                               on_close=slot.release)
 
 
 async def _json_answer(svc: Services, ses_id: str, msg_id: str, headers: dict[str, str]) -> Response:
