@@ -32,6 +32,38 @@ class HubClosed(ConnectionError):
     """The hub's connection went away; subscribers must end and let clients reconnect."""
 
 
+class Signal:
+    """A one-waiter asyncio.Event: set() wakes the reader with no deque and no loop over waiters
+    (it runs once per delivered event)."""
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
 class Subscription:
     __slots__ = ("channel", "queue", "limit", "lagging", "wake", "closed", "idle", "_hub")
 
@@ -41,7 +73,7 @@ class Subscription:
         self.queue: deque[LiveEntry] = deque()
         self.limit = limit
         self.lagging = False  # the queue overflowed: read the stream to catch up
-        self.wake = asyncio.Event()
+        self.wake = Signal()
         self.closed: str | None = None  # reason, when the hub can no longer feed us
         self.idle = True  # no entry since the hub's last heartbeat tick
 

@@ -133,13 +133,13 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
                 if ended:
                     return
             out = []
-            for eid, t, d in sub.drain():
-                pid = cur.of_entry(eid)
+            for entry in sub.drain():
+                pid = cur.of_entry(entry[0])
                 if pid <= last:
                     continue  # already sent by a catch-up read
-                out.append((eid, t, d))
+                out.append(entry)  # type: ignore[arg-type]
                 last = pid
-                if t in _ENDS:
+                if entry[1] in _ENDS:
                     yield out
                     return
             if out:
@@ -151,6 +151,9 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
 def _frames(batch: list[Entry] | None) -> bytes:
     if batch is None:
         return sse.HEARTBEAT
+    if len(batch) == 1 and batch[0][0] is not None:  # the common live case: one new entry
+        eid, t, d = batch[0]
+        return sse.frame_entry(eid, t, d)  # type: ignore[arg-type]
     return b"".join(sse.frame_entry(eid, t, d) if eid is not None else sse.frame(None, t, d)
                     for eid, t, d in batch)
 
