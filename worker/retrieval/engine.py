@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from shared.dataplane_models import DEFAULT_PAGE, MAX_PAGE, Collection
 from shared.errors import Invalid
 from shared.filters import DOC_FIELDS, Node, filter_fields, parse_filters
@@ -97,19 +99,24 @@ class Engine:
                           details={"limit": limit, "offset": offset})
         cols = await self.resolve(ns_id, collection_identifiers)
         plan = await self.plan(ns_id, [c.collection_id for c in cols], stages, inputs, input_schema, filters)
-        hits = [Hit(doc) for d in plan.collections for doc in d.docs]
+        # ``None`` stands for "every document of the collections, in order": a leading BM25 stage
+        # then scores the whole index at once instead of one Python object per document.
+        hits: list[Hit] | None = None
         if plan.filters is not None:  # execute-time filters narrow the candidates before any stage
-            hits = [h for h in hits if matches(plan.filters, h)]
+            hits = [h for h in _all_hits(plan.collections) if matches(plan.filters, h)]
         by_id = {d.collection_id: d for d in plan.collections}
         statistics: dict[str, Any] = {}
         for stage in plan.stages:
-            t0, before = time.perf_counter(), len(hits)
+            t0 = time.perf_counter()
+            before = sum(len(d.docs) for d in plan.collections) if hits is None else len(hits)
             hits = await self._run(stage, hits, by_id)
             statistics[stage.name] = {
                 "input_count": before, "output_count": len(hits), "duration_ms": _ms(t0),
                 "efficiency": round(len(hits) / before, 4) if before else 0.0,
                 "metadata": {"stage_id": stage.stage_id, "stage_index": stage.index},
             }
+        if hits is None:
+            hits = _all_hits(plan.collections)
         page = hits[offset: offset + limit]
         total_ms = _ms(started)
         warnings = [f"collection {d.collection_id} has no documents" for d in plan.collections if not d.docs]
@@ -130,30 +137,46 @@ class Engine:
             result["warnings"] = warnings
         return result
 
-    async def _run(self, stage: Stage, hits: list[Hit], data: dict[str, CollectionData]) -> list[Hit]:
+    async def _run(self, stage: Stage, hits: list[Hit] | None, data: dict[str, CollectionData]) -> list[Hit]:
         p = stage.params
         if isinstance(p, Bm25):
             scored: list[Hit] = []
-            by_collection: dict[str, list[Hit]] = {}
-            for h in hits:
-                by_collection.setdefault(h.doc.collection_id, []).append(h)
-            for col_id, group in by_collection.items():
-                d = data[col_id]
-                index = await d.index(p.fields if p.fields is not None else d.text_fields)
-                scores = index.scores(p.query)
-                position = {doc.document_id: i for i, doc in enumerate(d.docs)}
-                for h in group:
-                    s = float(scores[position[h.doc.document_id]])
-                    if s > 0:
-                        scored.append(Hit(h.doc, s))
+            if hits is None:  # every document: keep the positive scores, straight from the array
+                for d in data.values():
+                    index = await d.index(p.fields if p.fields is not None else d.text_fields)
+                    scores = index.scores(p.query)
+                    matched = np.flatnonzero(scores > 0)
+                    for i in matched[np.argsort(-scores[matched], kind="stable")].tolist():
+                        scored.append(Hit(d.docs[i], float(scores[i])))
+                if len(data) == 1:  # already in order (one collection, stable argsort)
+                    return scored[: p.top_k] if p.top_k else scored
+            else:
+                by_collection: dict[str, list[Hit]] = {}
+                for h in hits:
+                    by_collection.setdefault(h.doc.collection_id, []).append(h)
+                for col_id, group in by_collection.items():
+                    d = data[col_id]
+                    index = await d.index(p.fields if p.fields is not None else d.text_fields)
+                    scores = index.scores(p.query)
+                    position = d.positions()
+                    for h in group:
+                        s = float(scores[position[h.doc.document_id]])
+                        if s > 0:
+                            scored.append(Hit(h.doc, s))
             scored.sort(key=lambda h: -h.score)  # stable: ties keep their order
             return scored[: p.top_k] if p.top_k else scored
+        if hits is None:
+            hits = _all_hits(list(data.values()))
         if isinstance(p, Filter):
             return [h for h in hits if matches(p.tree, h, p.case_insensitive)]
         if isinstance(p, Sort):
             return sort_hits(hits, p.field, p.descending, p.nulls_last)
         assert isinstance(p, Limit)
         return hits[p.offset: p.offset + p.n]
+
+
+def _all_hits(collections: Sequence[CollectionData]) -> list[Hit]:
+    return [Hit(doc) for d in collections for doc in d.docs]
 
 
 def _fields_of(stage: Stage) -> list[str]:

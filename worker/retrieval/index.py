@@ -59,12 +59,19 @@ class CollectionData:
     fields: frozenset[str]  # every metadata path some document has
     text_fields: tuple[str, ...]  # top-level fields holding text in some document
     indexes: dict[tuple[str, ...], Bm25Index] = field(default_factory=dict)
+    _positions: dict[str, int] | None = None
 
     @classmethod
     def build(cls, col_id: str, version: int, docs: list[Document]) -> CollectionData:
         paths = frozenset(p for d in docs for p in field_paths(d.metadata))
         text = tuple(sorted({k for d in docs for k, v in d.metadata.items() if is_text(v)}))
         return cls(col_id, version, docs, paths, text)
+
+    def positions(self) -> dict[str, int]:
+        """document_id -> position in ``docs`` (the index's row), built once per version."""
+        if self._positions is None:
+            self._positions = {doc.document_id: i for i, doc in enumerate(self.docs)}
+        return self._positions
 
     async def index(self, fields: tuple[str, ...]) -> Bm25Index:
         key = tuple(sorted(set(fields)))
