@@ -101,7 +101,7 @@ class Engine:
         plan = await self.plan(ns_id, [c.collection_id for c in cols], stages, inputs, input_schema, filters)
         # ``None`` stands for "every document of the collections, in order": a leading BM25 stage
         # then scores the whole index at once instead of one Python object per document.
-        hits: list[Hit] | None = None
+        hits: Sequence[Hit] | None = None
         if plan.filters is not None:  # execute-time filters narrow the candidates before any stage
             hits = [h for h in _all_hits(plan.collections) if matches(plan.filters, h)]
         by_id = {d.collection_id: d for d in plan.collections}
@@ -137,32 +137,29 @@ class Engine:
             result["warnings"] = warnings
         return result
 
-    async def _run(self, stage: Stage, hits: list[Hit] | None, data: dict[str, CollectionData]) -> list[Hit]:
+    async def _run(self, stage: Stage, hits: Sequence[Hit] | None,
+                   data: dict[str, CollectionData]) -> Sequence[Hit]:
         p = stage.params
         if isinstance(p, Bm25):
-            scored: list[Hit] = []
-            if hits is None:  # every document: keep the positive scores, straight from the array
+            if hits is None:  # every document: rank the positive scores as arrays, build Hits lazily
+                scored_arrays = []
                 for d in data.values():
                     index = await d.index(p.fields if p.fields is not None else d.text_fields)
-                    scores = index.scores(p.query)
-                    matched = np.flatnonzero(scores > 0)
-                    for i in matched[np.argsort(-scores[matched], kind="stable")].tolist():
-                        scored.append(Hit(d.docs[i], float(scores[i])))
-                if len(data) == 1:  # already in order (one collection, stable argsort)
-                    return scored[: p.top_k] if p.top_k else scored
-            else:
-                by_collection: dict[str, list[Hit]] = {}
-                for h in hits:
-                    by_collection.setdefault(h.doc.collection_id, []).append(h)
-                for col_id, group in by_collection.items():
-                    d = data[col_id]
-                    index = await d.index(p.fields if p.fields is not None else d.text_fields)
-                    scores = index.scores(p.query)
-                    position = d.positions()
-                    for h in group:
-                        s = float(scores[position[h.doc.document_id]])
-                        if s > 0:
-                            scored.append(Hit(h.doc, s))
+                    scored_arrays.append((d, index.scores(p.query)))
+                return Ranked.of(scored_arrays, p.top_k)
+            scored: list[Hit] = []
+            by_collection: dict[str, list[Hit]] = {}
+            for h in hits:
+                by_collection.setdefault(h.doc.collection_id, []).append(h)
+            for col_id, group in by_collection.items():
+                d = data[col_id]
+                index = await d.index(p.fields if p.fields is not None else d.text_fields)
+                scores = index.scores(p.query)
+                position = d.positions()
+                for h in group:
+                    s = float(scores[position[h.doc.document_id]])
+                    if s > 0:
+                        scored.append(Hit(h.doc, s))
             scored.sort(key=lambda h: -h.score)  # stable: ties keep their order
             return scored[: p.top_k] if p.top_k else scored
         if hits is None:
@@ -170,9 +167,47 @@ class Engine:
         if isinstance(p, Filter):
             return [h for h in hits if matches(p.tree, h, p.case_insensitive)]
         if isinstance(p, Sort):
-            return sort_hits(hits, p.field, p.descending, p.nulls_last)
+            return sort_hits(list(hits), p.field, p.descending, p.nulls_last)
         assert isinstance(p, Limit)
         return hits[p.offset: p.offset + p.n]
+
+
+class Ranked(Sequence[Hit]):
+    """BM25 matches of whole collections, best first, as arrays: a ``Hit`` is built only for
+    the positions a later stage or the page actually reads (a 100,000-document collection
+    usually needs ten)."""
+
+    def __init__(self, docs: list[Any], rows: np.ndarray, scores: np.ndarray) -> None:
+        self._docs, self._rows, self._scores = docs, rows, scores  # rows index into docs
+
+    @classmethod
+    def of(cls, scored: list[tuple[CollectionData, np.ndarray]], top_k: int | None) -> Ranked:
+        docs: list[Any] = []
+        rows, scores = [], []
+        for d, s in scored:
+            matched = np.flatnonzero(s > 0)
+            rows.append(matched + len(docs))
+            scores.append(s[matched])
+            docs.extend(d.docs)
+        all_rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        all_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+        order = np.argsort(-all_scores, kind="stable")  # stable: ties keep collection, then document order
+        if top_k:
+            order = order[:top_k]
+        return cls(docs, all_rows[order], all_scores[order])
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        if isinstance(i, slice):
+            return [Hit(self._docs[r], float(sc)) for r, sc in zip(self._rows[i].tolist(),
+                                                                  self._scores[i].tolist(), strict=True)]
+        return Hit(self._docs[int(self._rows[i])], float(self._scores[i]))
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for r, sc in zip(self._rows.tolist(), self._scores.tolist(), strict=True):
+            yield Hit(self._docs[r], float(sc))
 
 
 def _all_hits(collections: Sequence[CollectionData]) -> list[Hit]:
