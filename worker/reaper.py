@@ -64,7 +64,15 @@ async def reap_once(deps: Deps) -> int:
             job_exists, in_progress = await pipe.execute()
         next_check = now + interval_ms
         if record.status == "queued":
-            if not job_exists and not in_progress and now - record.created_at_ms > QUEUED_GRACE_MS:
+            if in_progress and now - record.created_at_ms > QUEUED_GRACE_MS and record.attempt == 0:
+                # arq marked the job started but our claim never came: the worker died in
+                # between. Without this, the message would wait for arq's in-progress key to
+                # expire (job timeout + 10 s). A live but late claimer is fenced by the attempt.
+                await deps.redis.delete(keys.ARQ_IN_PROGRESS + record.job_id)
+                await jobs.wake(deps.redis, s, ses_id, msg_id)
+                log.info("message %s: started by a worker that never claimed it; restarting", msg_id)
+                acted += 1
+            elif not job_exists and not in_progress and now - record.created_at_ms > QUEUED_GRACE_MS:
                 await jobs.enqueue(deps.arq, deps.redis, s, ses_id, msg_id, record.job_id)
                 log.info("message %s had no job; enqueued", msg_id)
                 acted += 1

@@ -267,3 +267,38 @@ def test_a_running_message_whose_job_vanished_ends_with_job_lost(ctx, stack):
     events = stored(stack, sid, mid)
     assert [e.type for e in events] == ["error"] and events[0].data["code"] == "job_lost"
     assert listener.events == events
+
+
+def test_a_job_started_by_a_worker_that_died_before_claiming_is_restarted(ctx, stack):
+    """arq set its in-progress key (minutes long) but the worker died before our claim."""
+    import asyncio
+
+    from shared import connect, jobs, keys
+    from shared.settings import Settings
+
+    _, gw, headers, sid = ctx
+    keep_two_workers(stack)
+    ns_id = httpx.get(gw.url + f"/v1/agents/sessions/{sid}", headers=headers).json()["namespace_id"]
+    mid = _accept_without_job(stack, sid, ns_id, "hello there", claim=False)
+
+    async def half_started() -> None:
+        redis = connect.client(stack.redis_url)
+        try:
+            await redis.set(keys.ARQ_IN_PROGRESS + mid, b"1", px=310_000)  # as arq's start_jobs does
+            import msgspec
+            from arq.connections import ArqRedis
+
+            arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=msgspec.json.encode,
+                           job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
+            await jobs.enqueue(arq, redis, Settings(), sid, mid)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(half_started())
+    t0 = time.monotonic()
+    listener = Listener("GET", gw.url + f"/v1/agents/sessions/{sid}/messages/{mid}/events", headers)
+    listener.start()
+    listener.join(30)
+    events = stored(stack, sid, mid)
+    assert events and events[-1].type == "done" and check_log(events)["terminal"] == 1
+    assert time.monotonic() - t0 < 20  # not the 310 s arq would wait
