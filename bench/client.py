@@ -37,6 +37,7 @@ class _Http(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.head = b""
         self.status = 0
+        self.t_status = 0  # monotonic ns when the status line and headers were in
         self.connected: asyncio.Future[None] = loop.create_future()
         self.opened: asyncio.Future[int] = loop.create_future()  # status code
         self.finished: asyncio.Future[None] = loop.create_future()
@@ -56,6 +57,7 @@ class _Http(asyncio.Protocol):
             if i < 0:
                 return
             self.status = int(self.head[9:12])
+            self.t_status = time.monotonic_ns()
             data, self.head = self.head[i + 4:], b""
             if not self.opened.done():
                 self.opened.set_result(self.status)

@@ -16,6 +16,8 @@ KINDS = ("project", "naive", "ceiling")
 ROWS: list[tuple[str, str, str, str, bool]] = [
     ("ttfe_idle", "p50_ms", "TTFE idle p50", "ms", True),
     ("ttfe_idle", "p99_ms", "TTFE idle p99", "ms", True),
+    ("ttfe_idle", "headers_p50_ms", "  of which POST to headers, p50", "ms", True),
+    ("ttfe_idle", "headers_p99_ms", "  of which POST to headers, p99", "ms", True),
     ("ttfe_loaded", "p50_ms", "TTFE 50 senders p50", "ms", True),
     ("ttfe_loaded", "p99_ms", "TTFE 50 senders p99", "ms", True),
     ("ttfe_loaded", "messages_per_s", "  messages/s at 50 senders", "msg/s", False),
@@ -101,7 +103,9 @@ def assemble(result: dict[str, Any]) -> dict[str, Any]:
         k = raw[kind]
         idle, loaded = k["ttfe"]["idle"], k["ttfe"]["loaded"]
         sc.setdefault("ttfe_idle", {})[kind] = {"p50_ms": idle.get("p50", NAN), "p99_ms": idle.get("p99", NAN),
-                                                "n": idle.get("n", 0), "errors": idle["errors"]}
+                                                "n": idle.get("n", 0), "errors": idle["errors"],
+                                                "headers_p50_ms": idle.get("headers_ms", {}).get("p50", NAN),
+                                                "headers_p99_ms": idle.get("headers_ms", {}).get("p99", NAN)}
         sc.setdefault("ttfe_loaded", {})[kind] = {"p50_ms": loaded.get("p50", NAN),
                                                   "p99_ms": loaded.get("p99", NAN), "n": loaded.get("n", 0),
                                                   "messages_per_s": loaded["messages_per_s"],

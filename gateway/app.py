@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -40,6 +41,10 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         app.state.services = Services(settings=settings, redis=redis, arq=arq, hub=hub,
                                       messages=MessageStore(redis, settings),
                                       sessions=SessionStore(redis, settings), tenants=TenantStore(redis))
+        # Everything allocated so far lives as long as the process: keep it out of the garbage
+        # collector's generations, which shortens the gen2 pauses that showed in the p99 (bench).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

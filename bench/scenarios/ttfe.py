@@ -38,7 +38,8 @@ async def measure(ctx: Ctx, server: Proc, sessions: list[str], samples: int, wor
     cpu = window.stop()
     await loaded_load.close()
     return {
-        "idle": {**idle["ttfe_ms"], "errors": idle["errors"], "others_before_pct": q_idle["others_core_pct"]},
+        "idle": {**idle["ttfe_ms"], "errors": idle["errors"], "others_before_pct": q_idle["others_core_pct"],
+                 "headers_ms": idle["headers_ms"]},
         "loaded": {**loaded["ttfe_ms"], "errors": loaded["errors"], "senders": c.ttfe_senders,
                    "messages_per_s": loaded["messages"] / loaded["elapsed_s"], "core_pct": cpu["core_pct"],
                    "machine_pct": cpu["machine_pct"], "others_pct": cpu["others_pct"],
