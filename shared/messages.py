@@ -127,6 +127,10 @@ class MessageStore:
             )
         except ResponseError as exc:
             raise _accept_error(str(exc), ses_id) from None
+        if kind == b"new":
+            # msg_id -> session, for tools that are given only a message id (ops CLI). Outside
+            # the script: it is a global key, in another Cluster slot.
+            await self.redis.set(keys.message_session(msg_id), ses_id, ex=self.settings.message_record_ttl_s)
         return kind == b"new", mid.decode()
 
     async def record(self, ses_id: str, msg_id: str) -> Record | None:

@@ -73,7 +73,6 @@ async def send_message(request: Request) -> Response:
     await svc.redis.zadd(keys.ACTIVE, {f"{ses_id}/{msg_id}": now + 5_000})
     created, msg_id_final = await _accept(svc, caller, ses_id, msg_id, req.content, idem_hash, body_hash, now)
     if created:
-        await svc.redis.set(keys.message_session(msg_id), ses_id, ex=svc.settings.message_record_ttl_s)
         await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, msg_id)
     msg_id = msg_id_final
     headers = {"X-Message-Id": msg_id, "Content-Location": events_url(ses_id, msg_id)}
