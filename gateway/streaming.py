@@ -148,13 +148,15 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
         sub.unsubscribe()
 
 
-def _frames(batch: list[Entry] | None) -> bytes:
+def frames(batch: list[Entry] | None, id_prefix: bytes = b"") -> bytes:
+    """A reader's batch as SSE; ``None`` is a heartbeat. ``id_prefix`` scopes ids (the session
+    log prefixes each with its message id)."""
     if batch is None:
         return sse.HEARTBEAT
-    if len(batch) == 1 and batch[0][0] is not None:  # the common live case: one new entry
+    if len(batch) == 1 and batch[0][0] is not None and not id_prefix:  # the common live case
         eid, t, d = batch[0]
         return sse.frame_entry(eid, t, d)  # type: ignore[arg-type]
-    return b"".join(sse.frame_entry(eid, t, d) if eid is not None else sse.frame(None, t, d)
+    return b"".join(sse.frame_entry(id_prefix + eid, t, d) if eid is not None else sse.frame(None, t, d)
                     for eid, t, d in batch)
 
 
@@ -192,7 +194,7 @@ class EventStreamResponse:
             await send({"type": "http.response.body", "body": sse.retry(self.retry_ms), "more_body": True})
             try:
                 async for batch in self.reader:
-                    await send({"type": "http.response.body", "body": _frames(batch), "more_body": True})
+                    await send({"type": "http.response.body", "body": frames(batch), "more_body": True})
             except Closed as closed:
                 await send({"type": "http.response.body", "more_body": True, "body": sse.comment(
                     f"closing: {closed.reason}; reconnect with Last-Event-ID") + sse.retry(250)})

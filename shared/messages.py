@@ -20,8 +20,6 @@ from shared.session_log import Entry, kind_of
 from shared.session_log import encode as encode_entry
 from shared.settings import Settings
 
-STATUS_OF_ERROR_CODE = {"cancelled": "cancelled"}
-
 QUOTA_MESSAGES = {
     "max_messages": "The session reached its max_messages quota",
     "max_tokens_total": "The session reached its max_tokens_total quota",

@@ -128,6 +128,18 @@ class Stack:
             self.stop_proc(proc)
         embedded.stop(self.redis_proc, self.data_dir)
 
+    def redis_call(self, fn):  # type: ignore[no-untyped-def]
+        """Run ``await fn(redis)`` against this stack's Redis and return its result."""
+
+        async def go():  # type: ignore[no-untyped-def]
+            redis = connect.client(self.redis_url)
+            try:
+                return await fn(redis)
+            finally:
+                await redis.aclose()
+
+        return asyncio.run(go())
+
     def new_tenant(self, namespace: str | None = None) -> tuple[str, str, str]:
         """A fresh API key in a fresh namespace: (key, namespace name, ns id)."""
         name = namespace or f"ns-{os.urandom(4).hex()}"

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from gateway import sse
 from gateway.auth import authenticate
 from gateway.context import Services, services
-from gateway.streaming import open_reader
+from gateway.streaming import frames, open_reader
 from shared import cursor as cur
 from shared.errors import BadRequest
 from shared.events import encode_json
@@ -83,12 +83,7 @@ async def session_events(request: Request) -> Response:
 async def _sse(svc: Services, ses_id: str, after: tuple[str, tuple[int, int]] | None) -> AsyncIterator[bytes]:
     yield sse.retry(svc.settings.sse_retry_ms)
     async for msg_id, batch in _events(svc, ses_id, after):
-        if batch is None:
-            yield sse.HEARTBEAT
-            continue
-        prefix = msg_id.encode() + b"/"
-        yield b"".join(sse.frame_entry(prefix + eid, t, d) if eid is not None else sse.frame(None, t, d)
-                       for eid, t, d in batch)
+        yield frames(batch, msg_id.encode() + b"/")
 
 
 async def _ndjson(svc: Services, ses_id: str, after: tuple[str, tuple[int, int]] | None) -> AsyncIterator[bytes]:

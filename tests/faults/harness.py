@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from typing import Any
 
 import httpx
 
-from shared import connect, keys
+from shared import keys
 from tests import sse
 from tests.stack import Proc, Stack
 
@@ -55,26 +54,15 @@ class Listener(threading.Thread):
         return ids[-1] if ids else None
 
 
-def redis_call(stack: Stack, fn):
-    async def go():
-        redis = connect.client(stack.redis_url)
-        try:
-            return await fn(redis)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(go())
-
-
 def record(stack: Stack, sid: str, mid: str) -> dict[str, str]:
-    h = redis_call(stack, lambda r: r.hgetall(keys.message(sid, mid)))
+    h = stack.redis_call(lambda r: r.hgetall(keys.message(sid, mid)))
     return {k.decode(): v.decode() for k, v in h.items()}
 
 
 def stored(stack: Stack, sid: str, mid: str) -> list[sse.Ev]:
     import json
 
-    rows = redis_call(stack, lambda r: r.xrange(keys.events(sid, mid)))
+    rows = stack.redis_call(lambda r: r.xrange(keys.events(sid, mid)))
     return [sse.Ev(i.decode(), f[b"t"].decode(), json.loads(f[b"d"])) for i, f in rows]
 
 

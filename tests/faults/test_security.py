@@ -14,7 +14,6 @@ from shared import keys
 from shared.settings import Settings, SettingsError
 from shared.tenancy import hash_key
 from tests import sse
-from tests.faults.harness import redis_call
 from tests.gateway.test_messages import new_session, send
 
 pytestmark = pytest.mark.faults
@@ -142,8 +141,8 @@ def test_jobs_are_json_not_pickle(api, stack):
 
 def test_api_keys_are_stored_only_as_hashes(stack, tenant):
     key, _, _ = tenant
-    stored = redis_call(stack, lambda r: r.hgetall(keys.api_key(hash_key(key))))
+    stored = stack.redis_call(lambda r: r.hgetall(keys.api_key(hash_key(key))))
     flat = b" ".join(k + b" " + v for k, v in stored.items())
     assert key.encode() not in flat and stored[b"hash"] == hash_key(key).encode()
-    all_keys = redis_call(stack, lambda r: r.keys("as:apikey:*"))
+    all_keys = stack.redis_call(lambda r: r.keys("as:apikey:*"))
     assert all(key.encode() not in k for k in all_keys)

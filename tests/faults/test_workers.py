@@ -205,9 +205,7 @@ def test_client_disconnect_does_not_cancel(ctx):
 
 def record_latest(stack: Stack, sid: str) -> str:
     from shared import keys
-    from tests.faults.harness import redis_call
-
-    rows = redis_call(stack, lambda r: r.xrevrange(keys.session_log(sid), count=1))
+    rows = stack.redis_call(lambda r: r.xrevrange(keys.session_log(sid), count=1))
     import json
 
     return json.loads(rows[0][1][b"d"])["message_id"]

@@ -57,10 +57,9 @@ def test_unknown_confirmation_is_404_and_bad_body_422(api):
 
 def test_expired_confirmation_is_400(api, stack):
     from shared import keys
-    from tests.gateway.test_messages import _redis
 
     sid, mid, before, conf = _pause(api, "late")
-    _redis(stack, lambda redis: redis.hset(keys.confirmation(sid, conf["confirmation_id"]), "expires_ms", 1))
+    stack.redis_call(lambda redis: redis.hset(keys.confirmation(sid, conf["confirmation_id"]), "expires_ms", 1))
     r = api.post(f"/v1/agents/sessions/{sid}/confirmations/{conf['confirmation_id']}", json={"approved": True})
     assert r.status_code == 400 and r.json()["error"]["code"] == "confirmation_expired"
 

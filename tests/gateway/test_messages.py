@@ -205,21 +205,6 @@ def test_missing_and_unknown_keys_are_401(gateway):
     assert a.json()["error"]["type"] == "UnauthorizedError"
 
 
-def _redis(stack, fn):
-    import asyncio
-
-    from shared import connect
-
-    async def go():
-        redis = connect.client(stack.redis_url)
-        try:
-            return await fn(redis)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(go())
-
-
 def test_cursor_older_than_retention_resets_then_delivers_the_rest(api, stack):
     from shared import keys
 
@@ -227,7 +212,7 @@ def test_cursor_older_than_retention_resets_then_delivers_the_rest(api, stack):
     r = send(api, sid, "hello there")
     full = sse.parse(r.text)
     mid = r.headers["x-message-id"]
-    _redis(stack, lambda redis: redis.xtrim(keys.events(sid, mid), maxlen=5, approximate=False))
+    stack.redis_call(lambda redis: redis.xtrim(keys.events(sid, mid), maxlen=5, approximate=False))
     got = sse.parse(api.get(r.headers["content-location"], headers={"Last-Event-ID": full[1].id}).text)
     assert got[0].type == "reset" and got[0].data["reason"] == "cursor_expired"
     assert got[0].data["status"] == "completed" and got[0].data["replay_from"] == full[1].id
@@ -241,7 +226,7 @@ def test_expired_stream_still_gives_the_final_message_and_terminal_event(api, st
     r = send(api, sid, "hello there")
     full = sse.parse(r.text)
     mid = r.headers["x-message-id"]
-    _redis(stack, lambda redis: redis.delete(keys.events(sid, mid)))
+    stack.redis_call(lambda redis: redis.delete(keys.events(sid, mid)))
     got = sse.parse(api.get(r.headers["content-location"], headers={"Last-Event-ID": full[2].id}).text)
     assert [e.type for e in got] == ["reset", "message", "done"]
     assert got[0].data["reason"] == "stream_expired" and got[0].data["status"] == "completed"
@@ -256,7 +241,7 @@ def test_stream_retention_ttl_is_set_after_the_terminal_event(api, stack):
 
     sid = new_session(api)
     mid = send(api, sid, "hello").headers["x-message-id"]
-    ttl = _redis(stack, lambda redis: redis.ttl(keys.events(sid, mid)))
-    record_ttl = _redis(stack, lambda redis: redis.ttl(keys.message(sid, mid)))
+    ttl = stack.redis_call(lambda redis: redis.ttl(keys.events(sid, mid)))
+    record_ttl = stack.redis_call(lambda redis: redis.ttl(keys.message(sid, mid)))
     assert 0 < ttl <= 86_400
     assert record_ttl > ttl

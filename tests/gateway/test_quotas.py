@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared import keys
-from tests.gateway.test_messages import _redis, send
+from tests.gateway.test_messages import send
 
 
 def session(api, **quotas) -> str:
@@ -44,7 +44,7 @@ def test_rate_limit_messages_per_minute(api):
 def test_max_session_duration(api, stack):
     sid = session(api, max_session_duration_minutes=1)
     assert send(api, sid, "hello").status_code == 200
-    _redis(stack, lambda redis: redis.hset(keys.session(sid), "quota_deadline_ms", 1))  # a minute later
+    stack.redis_call(lambda redis: redis.hset(keys.session(sid), "quota_deadline_ms", 1))  # a minute later
     r = send(api, sid, "hello")
     assert r.status_code == 403 and r.json()["error"]["code"] == "quota_max_session_duration"
 

@@ -6,7 +6,6 @@ events received, joined, equal the full log: 0 lost, 0 duplicated, 0 out of orde
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Iterator
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from shared import connect, cursor, keys
+from shared import cursor, keys
 from tests import sse
 from tests.gateway.seed import seed_demo_for
 from tests.stack import Proc, Stack
@@ -102,12 +101,5 @@ def test_random_disconnects_across_two_gateways_lose_and_repeat_nothing(paced):
 
 
 def _stored(s: Stack, sid: str, mid: str) -> list[tuple[str, str, bytes]]:
-    async def go() -> list[tuple[str, str, bytes]]:
-        redis = connect.client(s.redis_url)
-        try:
-            rows = await redis.xrange(keys.events(sid, mid))
-            return [(i.decode(), f[b"t"].decode(), f[b"d"]) for i, f in rows]
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(go())
+    rows = s.redis_call(lambda redis: redis.xrange(keys.events(sid, mid)))
+    return [(i.decode(), f[b"t"].decode(), f[b"d"]) for i, f in rows]
