@@ -26,7 +26,7 @@ test-faults: $(STAMP) ## run only the fault-injection suite
 	$(BIN)/python -m pytest -m faults
 
 lint: $(STAMP) ## ruff and mypy
-	$(BIN)/ruff check shared gateway worker tests bench
+	$(BIN)/ruff check cli shared gateway worker dataplane intent tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP) ## benchmark against the naive baseline and the in-memory ceiling (QUICK=1: < 2 min)

@@ -14,11 +14,11 @@ import redis.asyncio as aioredis
 from shared import models
 from shared.events import Done, RetrieverSummary, encode_payload
 from shared.ids import new_id, now_ms
-from shared.messages import MessageStore
-from shared.session_log import UserEntry
-from shared.sessions import SessionStore
 from shared.settings import Settings
-from shared.tenancy import TenantStore, new_api_key
+from shared.stores.messages import MessageStore
+from shared.stores.session_log import UserEntry
+from shared.stores.sessions import SessionStore
+from shared.stores.tenancy import TenantStore, new_api_key
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""``python -m bench.gc_probe gateway``: the gateway exactly as ``shared.cli`` runs it, with a
+"""``python -m bench.gc_probe gateway``: the gateway exactly as ``cli.main`` runs it, with a
 ``gc.callbacks`` hook that prints every collection's generation and pause to stderr
 (``GC gen<N> <ms> ms``). A diagnostic for ``bench.profile --gc``; the bench itself never uses it.
 """
@@ -39,5 +39,5 @@ def summarise(log_text: str) -> dict[str, dict[str, float]]:
 
 if __name__ == "__main__":
     gc.callbacks.append(_log)
-    sys.argv = ["shared.cli", *sys.argv[1:]]
-    runpy.run_module("shared.cli", run_name="__main__")
+    sys.argv = ["cli.main", *sys.argv[1:]]
+    runpy.run_module("cli.main", run_name="__main__")

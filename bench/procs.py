@@ -1,7 +1,7 @@
 """The processes a bench run starts, and what it reads about them from /proc.
 
 Every server is a real process on loopback, started the way production starts it
-(``python -m shared.cli gateway|worker``) or the way the baselines start (``python -m bench...``).
+(``python -m cli.main gateway|worker``) or the way the baselines start (``python -m bench...``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import embedded
+from cli import embedded
+from shared import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -180,7 +181,7 @@ class Cluster:
 
     def start_redis(self) -> None:
         self.redis_proc = embedded.start(self.data_dir / "redis")
-        self.redis_url = embedded.url_for(self.data_dir / "redis")
+        self.redis_url = connect.url_for(self.data_dir / "redis")
 
     @property
     def redis_pid(self) -> int:
@@ -205,7 +206,7 @@ class Cluster:
         return proc
 
     async def gateway(self, **extra: str) -> Proc:
-        return await self._http("gateway", "shared.cli", "gateway", **extra)
+        return await self._http("gateway", "cli.main", "gateway", **extra)
 
     async def naive_gateway(self, **extra: str) -> Proc:
         return await self._http("naive", "bench.baselines.naive_gateway", **extra)
@@ -214,7 +215,7 @@ class Cluster:
         return await self._http("ceiling", "bench.baselines.ceiling")
 
     def worker(self, **extra: str) -> Proc:
-        return self.spawn("worker", "shared.cli", "worker", env=extra)
+        return self.spawn("worker", "cli.main", "worker", env=extra)
 
     def poll_worker(self) -> Proc:
         """arq's own worker loop with its default 0.5 s poll and no inbound wake-up."""

@@ -31,8 +31,8 @@ import uvloop
 from bench.pacing import paced
 from bench.stats import summary
 from shared import connect, scripts
-from shared.messages import MessageStore
 from shared.settings import Settings
+from shared.stores.messages import MessageStore
 
 _MARK = b"\x00payload\x00"
 

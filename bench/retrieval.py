@@ -3,7 +3,7 @@
 Measures, on one embedded Redis:
 * ingestion through the data plane (batches of 1,000 documents);
 * the BM25 search stage: the first query (which builds the index) and p50/p99 over many
-  queries once the index is cached (``worker.retrieval.Engine``, the code the tools run);
+  queries once the index is cached (``dataplane.retrieval.Engine``, the code the tools run);
 * a full agent turn through a real gateway and worker (POST ``stream: false``, the built-in
   model runs list_collections + an ad-hoc BM25 pipeline over the big collection), p50/p99.
 
@@ -25,11 +25,11 @@ import httpx
 
 from bench.procs import Cluster
 from bench.stats import summary
+from dataplane.models import AddDocumentRequest
+from dataplane.retrieval import Engine
+from dataplane.service import DataPlane
 from shared import connect
-from shared.dataplane import DataPlane
-from shared.dataplane_models import AddDocumentRequest
-from shared.tenancy import TenantStore, new_api_key
-from worker.retrieval import Engine
+from shared.stores.tenancy import TenantStore, new_api_key
 
 WORDS = ("latency throughput cache replica shard index vector stream queue retry timeout lease fence "
          "payment checkout search auth inventory billing invoice refund customer order shipment "

@@ -22,10 +22,10 @@ from gateway.routes import messages as message_routes
 from gateway.routes import sessions as session_routes
 from shared import connect, keys
 from shared.ids import now_ms
-from shared.messages import MessageStore
-from shared.sessions import SessionStore
 from shared.settings import Settings
-from shared.tenancy import TenantStore
+from shared.stores.messages import MessageStore
+from shared.stores.sessions import SessionStore
+from shared.stores.tenancy import TenantStore
 
 WORKER_ALIVE_MS = 10_000
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from gateway.context import services
 from gateway.limits import check_rate
-from shared.tenancy import Principal
+from shared.stores.tenancy import Principal
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,10 @@ from arq.connections import ArqRedis
 from starlette.requests import Request
 
 from gateway.hub import Hub
-from shared.messages import MessageStore
-from shared.sessions import SessionStore
 from shared.settings import Settings
-from shared.tenancy import TenantStore
+from shared.stores.messages import MessageStore
+from shared.stores.sessions import SessionStore
+from shared.stores.tenancy import TenantStore
 
 
 @dataclass

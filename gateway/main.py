@@ -13,7 +13,7 @@ import logging
 import uvicorn
 
 from gateway.app import create_app
-from shared import embedded
+from shared import connect
 from shared.settings import Settings
 
 
@@ -33,7 +33,7 @@ class _Server(uvicorn.Server):
 
 
 def run(settings: Settings, redis_url: str | None = None) -> None:
-    url = redis_url or embedded.resolve_url(settings.redis_url, settings.data_dir)
+    url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(create_app(settings, url), host=settings.host, port=settings.port,
                             log_level=settings.log_level, loop="uvloop", http="httptools",

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from shared import dataplane_models as dp
+from dataplane import models as dp
 from shared import models as m
 from shared.events import EVENT_TYPES, TAG_FIELD
 

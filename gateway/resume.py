@@ -11,7 +11,7 @@ from typing import Any
 
 from shared import cursor as cur
 from shared.events import Reset
-from shared.messages import Record
+from shared.stores.messages import Record
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from shared import cursor as cur
 from shared import keys
 from shared.errors import NotFound, Unavailable
 from shared.events import PAUSE, TERMINAL, encode_payload
-from shared.messages import MessageStore
 from shared.settings import Settings
+from shared.stores.messages import MessageStore
 
 Entry = tuple[bytes | None, bytes, bytes]
 _TERMINAL = frozenset(t.encode() for t in TERMINAL)

@@ -2,7 +2,7 @@
 
 All keys a script touches belong to one session (same hash tag), so each stays a single-slot
 operation under Redis Cluster. Scripts answer errors with stable prefixes that
-``shared/messages.py`` turns into exceptions: ``FENCED``, ``TERMINAL``, ``NOREC``.
+``shared/stores/messages.py`` turns into exceptions: ``FENCED``, ``TERMINAL``, ``NOREC``.
 """
 
 # APPEND: fenced append of a batch of events, with the terminal bookkeeping in the same step.

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from shared import connect, embedded
-from shared.tenancy import TenantStore, new_api_key
+from cli import embedded
+from shared import connect
+from shared.stores.tenancy import TenantStore, new_api_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,7 @@ class Stack:
             self.redis_url = external
             return
         self.redis_proc = embedded.start(self.data_dir)
-        self.redis_url = embedded.url_for(self.data_dir)
+        self.redis_url = connect.url_for(self.data_dir)
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         # The caller's own service settings (and any real Anthropic key) never leak into a test stack.
@@ -73,7 +74,7 @@ class Stack:
         port = free_port()
         log = self.data_dir / f"gateway-{port}.log"
         with log.open("wb") as out:  # the child keeps its own descriptor
-            p = subprocess.Popen([sys.executable, "-m", "shared.cli", "gateway"], cwd=ROOT,
+            p = subprocess.Popen([sys.executable, "-m", "cli.main", "gateway"], cwd=ROOT,
                                  env=self._env({"AGENTSTREAM_PORT": str(port), **extra}),
                                  stdout=out, stderr=subprocess.STDOUT)
         proc = Proc("gateway", p, port, log)
@@ -84,7 +85,7 @@ class Stack:
     def start_worker(self, **extra: str) -> Proc:
         log = self.data_dir / f"worker-{len(self.procs)}.log"
         with log.open("wb") as out:
-            p = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], cwd=ROOT, env=self._env(extra),
+            p = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT, env=self._env(extra),
                                  stdout=out, stderr=subprocess.STDOUT)
         proc = Proc("worker", p, None, log)
         self.procs.append(proc)

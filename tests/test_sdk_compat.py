@@ -55,9 +55,9 @@ from mixpeek.exceptions import (
     UnprocessableEntityException,
 )
 
+from cli.demo_data import DEMO_COLLECTION, seed_demo
+from dataplane.service import DataPlane
 from shared import connect
-from shared.dataplane import DataPlane
-from shared.demo_data import DEMO_COLLECTION, seed_demo
 from tests.stack import ROOT, Proc, Stack
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 
-from shared.messages import MessageStore
 from shared.models import BUILTIN_MODEL
-from shared.sessions import SessionStore
 from shared.settings import Settings
+from shared.stores.messages import MessageStore
+from shared.stores.sessions import SessionStore
 from worker.models.base import Model
 from worker.models.builtin import BuiltinModel
 from worker.tools.base import Tool

@@ -23,8 +23,8 @@ from shared.events import (
     encode_payload,
     type_of,
 )
-from shared.messages import MessageStore
-from shared.session_log import Entry
+from shared.stores.messages import MessageStore
+from shared.stores.session_log import Entry
 
 # Fields that legitimately differ between attempts (timings, fresh ids): a recorded event of
 # the same type at the same position counts as the same event.

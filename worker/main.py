@@ -29,13 +29,13 @@ from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import connect, embedded, keys
+from shared import connect, keys
 from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import new_id, now_ms
-from shared.messages import EventTooLarge, MessageStore
-from shared.sessions import SessionStore
 from shared.settings import Settings
+from shared.stores.messages import EventTooLarge, MessageStore
+from shared.stores.sessions import SessionStore
 from worker import pipeline, reaper
 from worker.deps import Deps, tool_registry
 from worker.models.errors import ProviderError
@@ -240,6 +240,6 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
 
 
 def run(settings: Settings, redis_url: str | None = None) -> None:
-    url = redis_url or embedded.resolve_url(settings.redis_url, settings.data_dir)
+    url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     build(settings, url).run()

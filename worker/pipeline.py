@@ -11,8 +11,9 @@ from typing import Any
 
 import msgspec
 
-from shared import catalogue, keys
-from shared.confirmations import ConfirmationStore
+from dataplane import catalogue
+from intent import classify
+from shared import keys
 from shared.events import (
     ConfirmationRequired,
     Done,
@@ -29,9 +30,9 @@ from shared.events import (
     ToolResult,
 )
 from shared.ids import iso, now_ms
-from shared.intent import classify
 from shared.models import DEFAULT_SYSTEM_PROMPT
-from shared.session_log import AssistantEntry, ToolEntry, TurnEntry, UserEntry
+from shared.stores.confirmations import ConfirmationStore
+from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry, UserEntry
 from worker.deps import Deps
 from worker.emitter import Emitter
 from worker.models.base import TextDelta, ToolReport, ToolUse, Turn, Usage

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 
-from shared import jobs, keys
+from shared import keys
 from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import now_ms
+from shared.stores import jobs
 from worker.deps import Deps
 
 log = logging.getLogger("agentstream.reaper")

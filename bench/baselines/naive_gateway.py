@@ -21,11 +21,11 @@ from gateway import main as gateway_main
 from gateway.resume import Plan, plan
 from gateway.routes import messages as message_routes
 from gateway.streaming import _ENDS, Entry
+from shared import connect, keys
 from shared import cursor as cur
-from shared import embedded, keys
 from shared.errors import NotFound
-from shared.messages import MessageStore
 from shared.settings import Settings
+from shared.stores.messages import MessageStore
 
 
 def naive_open_reader(readers: aioredis.Redis) -> Any:
@@ -70,7 +70,7 @@ async def _read(readers: aioredis.Redis, settings: Settings, ses_id: str, msg_id
 
 
 def run(settings: Settings) -> None:
-    url = embedded.resolve_url(settings.redis_url, settings.data_dir)
+    url = connect.resolve_url(settings.redis_url, settings.data_dir)
     readers = aioredis.Redis.from_url(url)  # the default pool: a connection per blocked XREAD
     message_routes.open_reader = naive_open_reader(readers)  # type: ignore[assignment]
     gateway_main.run(settings, url)

@@ -11,9 +11,10 @@ from gateway.bodies import parse, read_body
 from gateway.context import services
 from gateway.routes.messages import events_url, sse_answer
 from shared import cursor as cur
-from shared import jobs, models
-from shared.confirmations import ConfirmationStore
+from shared import models
 from shared.errors import NotFound
+from shared.stores import jobs
+from shared.stores.confirmations import ConfirmationStore
 
 
 async def respond_to_confirmation(request: Request) -> Response:

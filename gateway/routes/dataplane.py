@@ -1,7 +1,7 @@
 """Data-plane routes: collections, their documents, and retrievers (saved and ad hoc).
 
-Storage is ``shared/dataplane.py``; the execute routes run the retrieval engine in-process
-(``worker/retrieval`` used as a library): a search is a read over cached indexes, with nothing
+Storage is ``dataplane/service.py``; the execute routes run the retrieval engine in-process
+(``dataplane/retrieval`` used as a library): a search is a read over cached indexes, with nothing
 to queue or stream, so a round trip through a worker would only add latency.
 """
 
@@ -13,12 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import authenticate
-from gateway.bodies import parse, read_body
-from gateway.context import services
-from gateway.routes.sessions import json
-from shared.dataplane import DataPlane
-from shared.dataplane_models import (
+from dataplane.models import (
     AddDocumentRequest,
     AddDocumentsRequest,
     AdhocExecuteRequest,
@@ -28,7 +23,12 @@ from shared.dataplane_models import (
     ListCollectionsRequest,
     ListRetrieversRequest,
 )
-from worker.retrieval import Engine
+from dataplane.retrieval import Engine
+from dataplane.service import DataPlane
+from gateway.auth import authenticate
+from gateway.bodies import parse, read_body
+from gateway.context import services
+from gateway.routes.sessions import json
 
 T = TypeVar("T")
 DEFAULT_LIST_LIMIT = 100

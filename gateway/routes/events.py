@@ -23,7 +23,7 @@ from shared import cursor as cur
 from shared.errors import BadRequest
 from shared.events import encode_json
 from shared.ids import iso
-from shared.session_log import UserEntry
+from shared.stores.session_log import UserEntry
 
 
 def parse_cursor(raw: str | None) -> tuple[str, tuple[int, int]] | None:

@@ -19,10 +19,11 @@ from gateway.limits import StreamSlot
 from gateway.routes.sessions import json
 from gateway.streaming import EventStreamResponse, open_reader
 from shared import cursor as cur
-from shared import jobs, keys, models
+from shared import keys, models
 from shared.errors import ApiError, BadRequest, Invalid, NotFound, Unavailable
 from shared.ids import new_id, now_ms
-from shared.session_log import UserEntry
+from shared.stores import jobs
+from shared.stores.session_log import UserEntry
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()

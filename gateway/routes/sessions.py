@@ -9,14 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from dataplane import catalogue
 from gateway.auth import authenticate
 from gateway.bodies import parse, read_body
 from gateway.context import services
-from shared import catalogue, models, sessions
+from intent import classify
+from shared import models
 from shared.errors import BadRequest, Invalid, NotFound
 from shared.ids import iso, now_ms
-from shared.intent import classify
-from shared.session_log import FeedbackEntry
+from shared.stores import sessions
+from shared.stores.session_log import FeedbackEntry
 
 _encoder = msgspec.json.Encoder()
 SUPPORTED_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4", "claude-3-5-sonnet",
@@ -200,7 +202,7 @@ async def detect_intent(request: Request) -> Response:
         ]
     suitable = None
     if req.include_collection_analysis is not False:
-        from shared.dataplane import DataPlane  # noqa: PLC0415 - optional data plane
+        from dataplane.service import DataPlane  # noqa: PLC0415 - optional data plane
 
         suitable = await DataPlane(svc.redis).suitable_collections(caller.namespace_id, req.user_request)
     return json(models.IntentClassification(

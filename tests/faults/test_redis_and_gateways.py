@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared import embedded
+from cli import embedded
 from tests.faults.harness import Listener, check_log, stored
 from tests.gateway.seed import seed_demo_for
 from tests.stack import Stack

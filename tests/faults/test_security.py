@@ -12,7 +12,7 @@ import pytest
 
 from shared import keys
 from shared.settings import Settings, SettingsError
-from shared.tenancy import hash_key
+from shared.stores.tenancy import hash_key
 from tests import sse
 from tests.gateway.test_messages import new_session, send
 

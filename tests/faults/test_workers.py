@@ -221,9 +221,9 @@ def _accept_without_job(stack: Stack, sid: str, ns_id: str, content: str, claim:
 
     from shared import connect, keys
     from shared.ids import new_id, now_ms
-    from shared.messages import MessageStore
-    from shared.session_log import UserEntry
     from shared.settings import Settings
+    from shared.stores.messages import MessageStore
+    from shared.stores.session_log import UserEntry
 
     async def go() -> str:
         redis = connect.client(stack.redis_url)
@@ -271,8 +271,9 @@ def test_a_job_started_by_a_worker_that_died_before_claiming_is_restarted(ctx, s
     """arq set its in-progress key (minutes long) but the worker died before our claim."""
     import asyncio
 
-    from shared import connect, jobs, keys
+    from shared import connect, keys
     from shared.settings import Settings
+    from shared.stores import jobs
 
     _, gw, headers, sid = ctx
     keep_two_workers(stack)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from cli.demo_data import seed_demo
+from dataplane.service import DataPlane
 from shared import connect
-from shared.dataplane import DataPlane
-from shared.demo_data import seed_demo
 from tests.stack import Stack
 
 

@@ -13,9 +13,9 @@ from gateway.streaming import Closed, open_reader
 from shared import connect, cursor, keys
 from shared.events import Done, RetrieverSummary, Token
 from shared.ids import new_id, now_ms
-from shared.messages import MessageStore
-from shared.session_log import UserEntry
 from shared.settings import Settings
+from shared.stores.messages import MessageStore
+from shared.stores.session_log import UserEntry
 from tests.stack import Stack
 
 pytestmark = pytest.mark.anyio

@@ -1,7 +1,7 @@
 """Where a reader starts, for every cursor case (pure)."""
 
 from gateway.resume import plan
-from shared.messages import Record
+from shared.stores.messages import Record
 
 
 def record(**kw):

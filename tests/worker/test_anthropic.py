@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from shared.catalogue import BY_NAME
+from dataplane.catalogue import BY_NAME
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, Text, ToolCall
 from worker.models.anthropic import AnthropicModel, messages_for
 from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage

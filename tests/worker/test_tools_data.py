@@ -8,9 +8,9 @@ from typing import Any
 import fakeredis
 import pytest
 
-from shared.catalogue import BY_NAME
-from shared.dataplane import DataPlane
-from shared.dataplane_models import AddDocumentRequest
+from dataplane.catalogue import BY_NAME
+from dataplane.models import AddDocumentRequest
+from dataplane.service import DataPlane
 from worker.tools.base import ToolContext, ToolError, ToolOutcome
 from worker.tools.data import TOOLS
 

@@ -20,7 +20,7 @@ import httpx2  # the SDK's transport: a connection dropped mid-stream surfaces a
 import msgspec
 from anthropic import types as api
 
-from shared import catalogue
+from dataplane import catalogue
 from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage
 from worker.models.errors import ProviderError
 

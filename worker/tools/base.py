@@ -1,6 +1,6 @@
 """The shape every tool has: async callable over the namespace's data, returning an outcome.
 
-Tools are registered by name (``shared/catalogue.py`` lists them for the API). A tool raises
+Tools are registered by name (``dataplane/catalogue.py`` lists them for the API). A tool raises
 ``ToolError`` for a failure the agent should see (``tool_result`` with ``success: false``; the
 run goes on); anything else is a bug and ends the message with ``error``.
 """

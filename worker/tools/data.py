@@ -1,6 +1,6 @@
 """The data tools the agent calls: search, retrievers, collections, documents, intent.
 
-Each tool checks its inputs against the catalogue's parameters (``shared/catalogue.py``),
+Each tool checks its inputs against the catalogue's parameters (``dataplane/catalogue.py``),
 works through the data plane and the retrieval engine, and turns the API's own refusals
 (not found, invalid stage, …) into ``ToolError``s the agent reports. Confirmation of write
 tools happens before they are called, not here.
@@ -15,13 +15,13 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta
 
-from shared.catalogue import BY_NAME
-from shared.dataplane import DataPlane
+from dataplane.catalogue import BY_NAME
+from dataplane.retrieval import Engine
+from dataplane.service import DataPlane
+from dataplane.stages import render, validate
+from intent import classify
 from shared.errors import ApiError
-from shared.intent import classify
 from shared.models import IntentClassification
-from shared.stages import render, validate
-from worker.retrieval import Engine
 from worker.tools.base import RetrieverRun, Tool, ToolContext, ToolError, ToolOutcome
 
 I = TypeVar("I")  # noqa: E741 - the input struct of one tool

@@ -1,8 +1,8 @@
 """``agentstream events tail|export|replay`` and ``agentstream sessions rebuild``.
 
 Operator commands over the stored event streams and session log. All read-only except
-``sessions rebuild --write``. Registered by ``shared/cli.py``; the JSON-lines format and the
-other pure parts live in ``shared/event_log.py``.
+``sessions rebuild --write``. Registered by ``cli/main.py``; the JSON-lines format and the
+other pure parts live in ``shared/stores/event_log.py``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from typing import IO, Any, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from shared import connect, cursor, embedded, event_log, keys, session_log
+from shared import connect, cursor, keys
 from shared.errors import NotFound
 from shared.events import TERMINAL
-from shared.messages import MessageStore
-from shared.sessions import SessionStore
 from shared.settings import Settings
+from shared.stores import event_log, session_log
+from shared.stores.messages import MessageStore
+from shared.stores.sessions import SessionStore
 
 BLOCK_MS = 1_000  # XREAD BLOCK per round: below connect.SOCKET_TIMEOUT_S, and Ctrl-C stays prompt
 BATCH = 500
@@ -51,7 +52,7 @@ def _command(fn: Command) -> Command:
             print(f"agentstream: {exc}", file=sys.stderr)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             print(f"agentstream: cannot reach Redis: {exc}", file=sys.stderr)
-        except ConnectionError as exc:  # embedded.resolve_url: nothing configured or running
+        except ConnectionError as exc:  # connect.resolve_url: nothing configured or running
             print(f"agentstream: {exc}", file=sys.stderr)
         except OSError as exc:
             print(f"agentstream: {exc}", file=sys.stderr)
@@ -63,7 +64,7 @@ def _command(fn: Command) -> Command:
 
 
 def _with_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-    url = embedded.resolve_url(settings.redis_url, settings.data_dir)
+    url = connect.resolve_url(settings.redis_url, settings.data_dir)
 
     async def go() -> T:
         client = connect.client(url)
@@ -262,8 +263,8 @@ async def _tail_session(r: aioredis.Redis, ses_id: str, since: str,
 
 @_command
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
-    # The CLI is the composition root (see shared/cli.py): ``shared`` never imports the
-    # gateway at module level, but this command reuses its framing rather than copying it.
+    # The command line sits above the gateway, so it reuses its framing rather than copying it;
+    # imported here so that only this command loads gateway code (a worker process does not).
     from gateway import sse
 
     source = Path(args.source)

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from shared import keys, session_log
+from shared import keys
 from shared.errors import NotFound
 from shared.ids import iso, new_id, now_ms
 from shared.models import (
@@ -18,6 +18,7 @@ from shared.models import (
     SessionStats,
 )
 from shared.settings import Settings
+from shared.stores import session_log
 
 _json = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()

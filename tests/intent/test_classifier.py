@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.intent import Classification, classify
+from intent import Classification, classify
 
 SET = Path(__file__).with_name("intent_labelled.jsonl")
 INTENTS = ("execution", "setup", "ambiguous")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.dataplane import DataPlane
-from shared.dataplane_models import AddDocumentRequest
+from dataplane.models import AddDocumentRequest
+from dataplane.service import DataPlane
 from shared.errors import Conflict, NotFound
 
 DEMO_COLLECTION = "demo-docs"

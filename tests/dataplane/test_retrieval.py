@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from shared.dataplane import collection_not_found
-from shared.dataplane_models import Collection, Document
+from dataplane.models import Collection, Document
+from dataplane.retrieval import Engine, IndexCache, validate_stages
+from dataplane.service import collection_not_found
 from shared.errors import Invalid, NotFound
-from worker.retrieval import Engine, IndexCache, validate_stages
 
 pytestmark = pytest.mark.anyio
 NS = "ns_test"

@@ -16,13 +16,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.dataplane_models import DEFAULT_PAGE, MAX_PAGE, Collection
+from dataplane.filters import DOC_FIELDS, Node, filter_fields, parse_filters
+from dataplane.models import DEFAULT_PAGE, MAX_PAGE, Collection
+from dataplane.retrieval.index import SHARED_CACHE, CollectionData, DocumentSource, IndexCache
+from dataplane.retrieval.matching import Hit, matches, sort_hits
+from dataplane.stages import Bm25, Filter, Limit, Sort, Stage, bind, input_values, stage_error, validate
 from shared.errors import Invalid
-from shared.filters import DOC_FIELDS, Node, filter_fields, parse_filters
 from shared.ids import new_id
-from shared.stages import Bm25, Filter, Limit, Sort, Stage, bind, input_values, stage_error, validate
-from worker.retrieval.index import SHARED_CACHE, CollectionData, DocumentSource, IndexCache
-from worker.retrieval.matching import Hit, matches, sort_hits
 
 
 class Source(DocumentSource, Protocol):

@@ -4,10 +4,10 @@
 (the grammar is shared with the data plane, which checks retrievers as they are saved).
 """
 
-from shared.stages import STAGE_IDS
-from shared.stages import validate as validate_stages
-from worker.retrieval.engine import Engine, Plan, Source
-from worker.retrieval.index import SHARED_CACHE, DocumentSource, IndexCache
+from dataplane.retrieval.engine import Engine, Plan, Source
+from dataplane.retrieval.index import SHARED_CACHE, DocumentSource, IndexCache
+from dataplane.stages import STAGE_IDS
+from dataplane.stages import validate as validate_stages
 
 __all__ = ["STAGE_IDS", "SHARED_CACHE", "DocumentSource", "Engine", "IndexCache", "Plan", "Source",
            "validate_stages"]

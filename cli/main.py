@@ -1,47 +1,44 @@
 """``agentstream``: the one command for running and operating the service.
 
-This module is the composition root: it starts the gateway and worker by their module paths
-(imported only inside the command that runs them), so ``shared`` itself depends on neither.
+The top of the import graph: nothing imports ``cli`` (the import-linter contract in
+``pyproject.toml``). The gateway and worker are imported inside the command that runs each, so
+a worker process never loads gateway code and the other way round.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
-from shared import embedded
+from cli import bench, embedded, ops
+from shared import connect
 from shared.settings import Settings, SettingsError
 
 
-def _run_module(path: str) -> Callable[..., Any]:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-
-
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
-    _run_module("gateway.main:run")(settings)
+    from gateway.main import run
+
+    run(settings)
     return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    _run_module("worker.main:run")(settings)
+    from worker.main import run
+
+    run(settings)
     return 0
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    from shared import connect
-    from shared.tenancy import TenantStore, new_api_key
+    from shared.stores.tenancy import TenantStore, new_api_key
 
     async def go() -> tuple[str, str]:
-        redis = connect.client(embedded.resolve_url(settings.redis_url, settings.data_dir))
+        redis = connect.client(connect.resolve_url(settings.redis_url, settings.data_dir))
         try:
             key = new_api_key()
             ns_id, _ = await TenantStore(redis).register_key(key, args.namespace)
@@ -62,13 +59,13 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     url = settings.redis_url
     if not url:
         redis_proc = embedded.start(settings.data_dir)
-        url = embedded.url_for(settings.data_dir)
+        url = connect.url_for(settings.data_dir)
     key = settings.dev_api_key.reveal() if settings.dev_api_key else None
     key, ns_id, generated = asyncio.run(_dev_prepare(url, key, settings.dev_namespace))
     env = {**os.environ, "AGENTSTREAM_REDIS_URL": url}
     env.setdefault("AGENTSTREAM_FALLBACK_TO_BUILTIN", "true")
     names = ["worker", "gateway"]
-    procs = [subprocess.Popen([sys.executable, "-m", "shared.cli", name], env=env) for name in names]
+    procs = [subprocess.Popen([sys.executable, "-m", "cli.main", name], env=env) for name in names]
     base = f"http://{settings.host}:{settings.port}"
     _wait_ready(base, procs)
     shown = key if generated else (key[:6] + "…  (from AGENTSTREAM_DEV_API_KEY)")
@@ -112,8 +109,7 @@ Stop with Ctrl-C.
 
 
 async def _dev_prepare(url: str, key: str | None, namespace: str) -> tuple[str, str, bool]:
-    from shared import connect
-    from shared.tenancy import TenantStore, new_api_key
+    from shared.stores.tenancy import TenantStore, new_api_key
 
     redis = connect.client(url)
     try:
@@ -121,8 +117,8 @@ async def _dev_prepare(url: str, key: str | None, namespace: str) -> tuple[str, 
         key = key or new_api_key()
         ns_id, _ = await TenantStore(redis).register_key(key, namespace)
         try:
-            from shared.dataplane import DataPlane
-            from shared.demo_data import seed_demo
+            from cli.demo_data import seed_demo
+            from dataplane.service import DataPlane
 
             await seed_demo(DataPlane(redis), ns_id)
         except ModuleNotFoundError:
@@ -159,11 +155,8 @@ def parser() -> argparse.ArgumentParser:
     kc = keys.add_parser("create", help="print a new API key for a namespace (stored only as a hash)")
     kc.add_argument("--namespace", required=True)
     kc.set_defaults(fn=cmd_keys_create)
-    for extra in ("shared.ops_cli:register", "shared.bench_cli:register"):
-        try:
-            _run_module(extra)(sub)
-        except ModuleNotFoundError:
-            pass
+    ops.register(sub)
+    bench.register(sub)
     return p
 
 

@@ -1,7 +1,7 @@
 """Text as the data plane sees it: the one tokenizer, and the text of a document's fields.
 
-Shared so that the index (``worker/retrieval``) and the collection matcher
-(``shared/dataplane.py``) agree on what a term is; a query that finds a document must also
+Shared so that the index (``dataplane/retrieval``) and the collection matcher
+(``dataplane/service.py``) agree on what a term is; a query that finds a document must also
 find its collection.
 """
 

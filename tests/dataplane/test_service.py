@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import fakeredis
 import pytest
 
+from cli.demo_data import DEMO_COLLECTION, DEMO_DOCUMENTS, seed_demo
+from dataplane.models import AddDocumentRequest
+from dataplane.service import DataPlane
 from shared import keys
-from shared.dataplane import DataPlane
-from shared.dataplane_models import AddDocumentRequest
-from shared.demo_data import DEMO_COLLECTION, DEMO_DOCUMENTS, seed_demo
 from shared.errors import Conflict, Invalid, NotFound
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 
-from shared.dataplane_models import Document
-from shared.filters import Condition, Logical, Node
-from shared.text import lookup
+from dataplane.filters import Condition, Logical, Node
+from dataplane.models import Document
+from dataplane.text import lookup
 
 
 @dataclass(slots=True)
@@ -24,7 +24,7 @@ class Hit:
 
 
 def value_of(hit: Hit, field: str) -> tuple[bool, Any]:
-    """``field`` is canonical (``shared.filters.canonical_field``)."""
+    """``field`` is canonical (``dataplane.filters.canonical_field``)."""
     if field.startswith("metadata."):
         return lookup(hit.doc.metadata, field.removeprefix("metadata."))
     if field == "score":

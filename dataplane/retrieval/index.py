@@ -1,7 +1,7 @@
 """A collection's documents as the engine holds them, with their BM25 indexes, cached per version.
 
 The cache key is ``(namespace, collection_id, version)``; the version is bumped by every
-document write in any process (``shared/dataplane.py``), so a lookup after a write misses and
+document write in any process (``dataplane/service.py``), so a lookup after a write misses and
 the index is rebuilt from the documents read together with that version. Nothing is ever
 invalidated in place.
 """
@@ -16,9 +16,9 @@ from typing import Protocol
 import bm25s
 import numpy as np
 
-from shared.dataplane_models import Document
+from dataplane.models import Document
+from dataplane.text import document_text, field_paths, is_text, tokenize
 from shared.lru import LRU
-from shared.text import document_text, field_paths, is_text, tokenize
 
 log = logging.getLogger("agentstream.retrieval")
 CACHE_SIZE = 128  # collections (per process); an entry costs about its documents' size
@@ -26,7 +26,7 @@ THREAD_ABOVE_DOCS = 2000  # build bigger indexes off the event loop
 
 
 class DocumentSource(Protocol):
-    """Where the engine gets documents (``shared.dataplane.DataPlane`` in production)."""
+    """Where the engine gets documents (``dataplane.service.DataPlane`` in production)."""
 
     async def collection_version(self, ns_id: str, col_id: str) -> int: ...
 

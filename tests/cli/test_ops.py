@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import pytest
 import redis.asyncio as aioredis
 
-from shared import connect, cursor, event_log, keys
-from shared.cli import main
+from cli.main import main
+from shared import connect, cursor, keys
 from shared.events import (
     Done,
     Error,
@@ -36,11 +36,12 @@ from shared.events import (
     type_of,
 )
 from shared.ids import new_id, now_ms
-from shared.messages import MessageStore
 from shared.models import BUILTIN_MODEL, AgentConfig, CreateSessionRequest
-from shared.session_log import AssistantEntry, TurnEntry, UserEntry
-from shared.sessions import SessionStore
 from shared.settings import Settings
+from shared.stores import event_log
+from shared.stores.messages import MessageStore
+from shared.stores.session_log import AssistantEntry, TurnEntry, UserEntry
+from shared.stores.sessions import SessionStore
 from tests.stack import ROOT, Stack
 
 T = TypeVar("T")
@@ -264,7 +265,7 @@ def test_replay_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     """Regression: BrokenPipeError is a ConnectionError and was reported as an error."""
     target = tmp_path / "many.jsonl"
     target.write_text('{"id":"1-0","type":"token","payload":{}}\n' * 5000)
-    proc = subprocess.run(f"{sys.executable} -m shared.cli events replay {target} --speed max | head -1",
+    proc = subprocess.run(f"{sys.executable} -m cli.main events replay {target} --speed max | head -1",
                           shell=True, cwd=ROOT, capture_output=True, text=True, timeout=30,
                           env={**os.environ, "AGENTSTREAM_REDIS_URL": "unix:///nonexistent"})
     assert proc.stdout == "id: 1-0\n" and proc.stderr == ""
@@ -348,7 +349,7 @@ def test_tail_of_a_session_follows_new_messages_until_interrupted(data: Fixture)
     run(data.url, lambda r: finish(r, ses_id, first, "a"))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")},
            "AGENTSTREAM_REDIS_URL": data.url}
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "events", "tail", ses_id], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "events", "tail", ses_id], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

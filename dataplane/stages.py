@@ -1,7 +1,7 @@
 """The retriever stage grammar: what a stage may say, checked without any data.
 
 A contract, so it lives in ``shared/``: the data plane checks a retriever's stages when one is
-saved, and the engine (``worker/retrieval``) binds the same stages to inputs and runs them.
+saved, and the engine (``dataplane/retrieval``) binds the same stages to inputs and runs them.
 A stage is ``{"stage_name", "config": {"stage_id", "parameters"}}`` (Mixpeek's shape). Any
 parameter may be a ``{{INPUT.name}}`` template; it is type-checked once the inputs are bound.
 Every refusal is an ``Invalid`` naming the stage's index and name, and why.
@@ -13,8 +13,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from dataplane.filters import (
+    DOC_FIELDS,
+    OPERATORS,
+    Logical,
+    Node,
+    canonical_field,
+    parse_condition,
+    parse_tree,
+)
 from shared.errors import Invalid
-from shared.filters import DOC_FIELDS, OPERATORS, Logical, Node, canonical_field, parse_condition, parse_tree
 
 STAGE_IDS = ("bm25_search", "filter", "sort", "limit")
 # Mixpeek's names for the same stages, so pipelines written for it keep working

@@ -16,9 +16,9 @@ from shared import keys, scripts
 from shared.errors import BadRequest, Conflict, Fenced, Forbidden, NotFound, RateLimited
 from shared.events import Error, Event, encode_payload, type_of
 from shared.ids import now_ms
-from shared.session_log import Entry, kind_of
-from shared.session_log import encode as encode_entry
 from shared.settings import Settings
+from shared.stores.session_log import Entry, kind_of
+from shared.stores.session_log import encode as encode_entry
 
 QUOTA_MESSAGES = {
     "max_messages": "The session reached its max_messages quota",

@@ -19,8 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from shared import keys
-from shared.dataplane_models import (
+from dataplane.models import (
     ID_PATTERN,
     NAME_PATTERN,
     AddDocumentRequest,
@@ -28,14 +27,15 @@ from shared.dataplane_models import (
     CollectionView,
     Document,
 )
+from dataplane.retrievers import RetrieverStore
+from dataplane.stages import STAGE_IDS
+from dataplane.text import flatten, tokenize
+from intent import EXECUTION, GREETING, SETUP
+from shared import keys
 from shared.errors import Conflict, Invalid, NotFound
 from shared.ids import iso, new_id, now_ms
-from shared.intent import EXECUTION, GREETING, SETUP
 from shared.lru import LRU
 from shared.models import SuitableCollection
-from shared.retrievers import RetrieverStore
-from shared.stages import STAGE_IDS
-from shared.text import flatten, tokenize
 
 T = TypeVar("T")
 MAX_DOCUMENT_BYTES = 256 * 1024

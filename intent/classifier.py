@@ -129,7 +129,7 @@ for _table, _cls in ((_EXEC_VERBS, "exec"), (_BROWSE, "browse"), (_QUESTIONS, "q
 _PHRASES = sorted(_SCORES, key=lambda p: -len(p.split()))
 _MAX_PHRASE = max(len(p.split()) for p in _PHRASES)
 
-# Exported for shared/dataplane.py: words that say what to do, not what about (a superset of the
+# Exported for dataplane/service.py: words that say what to do, not what about (a superset of the
 # instruction words this module has always exported; content nouns stay out).
 SETUP = ("setup", "set up", "create", "configure", "index", "ingest", "upload", "pipeline",
          "build", "add collection", "new collection", "install", "extractor", "import", "delete",

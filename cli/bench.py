@@ -1,5 +1,5 @@
 """``agentstream bench [--quick]``: run the benchmark of the checkout (``bench/`` beside
-``shared/``). The bench is not an installed package, so it runs as ``python -m bench.run`` from
+``cli/``). The bench is not an installed package, so it runs as ``python -m bench.run`` from
 the checkout's root; it starts its own Redis, servers and load, and needs no running service."""
 
 from __future__ import annotations

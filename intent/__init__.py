@@ -1,0 +1,6 @@
+"""The intent classifier: what a request asks for (the gateway's ``POST /intent/detect``, and the
+worker's first step of every turn). Pure and deterministic; imports nothing above ``shared``."""
+
+from intent.classifier import EXECUTION, GREETING, NEUTRAL, SETUP, Classification, classify
+
+__all__ = ["EXECUTION", "GREETING", "NEUTRAL", "SETUP", "Classification", "classify"]
