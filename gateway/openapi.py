@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document of the API, generated from the msgspec models. Pure: no I/O.
 
 ``OPERATIONS`` is the table, one row per operation; ``build()`` turns it into the document.
+The parameter Structs and the dict-built response shapes it names are ``gateway/schemas.py``.
 The schemas come from ``msgspec.json.schema_components`` over the very Structs the routes
 decode and encode, so the document cannot drift from the wire format without a test noticing
 (``tests/gateway/test_openapi.py`` compares the table with the app's routes). The 11 agent
@@ -15,180 +16,45 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType
 
 from dataplane import models as dp
+from gateway.schemas import (
+    JSON,
+    NDJSON,
+    SSE,
+    CollectionDeleted,
+    CollectionList,
+    DocumentBatch,
+    DocumentCount,
+    DocumentDeleted,
+    DocumentView,
+    Health,
+    HistoryQuery,
+    ListSessionsQuery,
+    Readiness,
+    ResumeHeaders,
+    ResumeQuery,
+    RetrieverDeleted,
+    RetrieverList,
+    RetrieverResults,
+    RetrieverView,
+    SendHeaders,
+    SessionEventLine,
+    SessionEventsHeaders,
+    ToolsQuery,
+)
 from shared import models as m
 from shared.events import EVENT_TYPES, TAG_FIELD
 
-SSE = "text/event-stream"
-NDJSON = "application/x-ndjson"
-JSON = "application/json"
 ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
 _ERROR_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
                 413: "PayloadTooLarge", 422: "ValidationError", 429: "RateLimited", 500: "InternalError",
                 503: "ServiceUnavailable"}
 _REF = "#/components/schemas/{name}"
 _EVENT_REF = "#/components/schemas/event.{name}"
-
-
-# Parameters: a Struct per operation; each field is a parameter (its encode name is the wire name)
-
-
-class ListSessionsQuery(msgspec.Struct):
-    limit: Annotated[int, Meta(ge=1, le=1000)] | UnsetType = UNSET
-    page_size: Annotated[int, Meta(ge=1, le=1000)] | UnsetType = UNSET
-    offset: Annotated[int, Meta(ge=0, le=10_000)] | UnsetType = UNSET
-    page: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
-    cursor: Annotated[str, Meta(description="next_cursor of the previous page")] | UnsetType = UNSET
-    next_cursor: str | UnsetType = UNSET
-    after: str | UnsetType = UNSET
-    include_total: bool | UnsetType = UNSET
-
-
-class HistoryQuery(msgspec.Struct):
-    limit: Annotated[int, Meta(ge=1, le=200, description="Maximum messages to return")] | UnsetType = UNSET
-    offset: Annotated[int, Meta(ge=0, description="Pagination offset")] | UnsetType = UNSET
-
-
-class ToolsQuery(msgspec.Struct):
-    category: Annotated[str, Meta(description="Filter by tool category")] | UnsetType = UNSET
-
-
-_CURSOR = "Resume after this event: the id: of the last event received"
-
-
-class SendHeaders(msgspec.Struct):
-    last_event_id: Annotated[str, Meta(description=_CURSOR)] | UnsetType = msgspec.field(
-        default=UNSET, name="Last-Event-ID")
-    idempotency_key: Annotated[str, Meta(description="A retried send with the same key and body returns "
-                                                     "the first message")] | UnsetType = msgspec.field(
-        default=UNSET, name="Idempotency-Key")
-
-
-class ResumeHeaders(msgspec.Struct):
-    last_event_id: Annotated[str, Meta(description=_CURSOR)] | UnsetType = msgspec.field(
-        default=UNSET, name="Last-Event-ID")
-
-
-class ResumeQuery(msgspec.Struct):
-    last_event_id: Annotated[str, Meta(description="Last-Event-ID, for clients that cannot set "
-                                                   "headers")] | UnsetType = UNSET
-    access_token: Annotated[str, Meta(description="The API key, for a browser EventSource (which "
-                                                  "cannot send Authorization)")] | UnsetType = UNSET
-
-
-class SessionEventsHeaders(ResumeHeaders):
-    accept: Annotated[str, Meta(description=f"{NDJSON} for JSON lines instead of SSE")] | UnsetType = \
-        msgspec.field(default=UNSET, name="Accept")
-
-
-# Shapes the health and data-plane routes build as dicts (documented here, checked by the fuzz test)
-
-
-class Health(msgspec.Struct):
-    status: str
-
-
-class Readiness(msgspec.Struct):
-    status: str
-    redis: bool
-    workers: int
-    live_path: bool
-    draining: bool
-    error: str | UnsetType = UNSET
-
-
-class CollectionList(msgspec.Struct):
-    results: list[dp.CollectionView]
-    total: int
-    pagination: dict[str, Any]
-
-
-class CollectionDeleted(msgspec.Struct):
-    collection_id: str
-    collection_name: str
-    deleted: bool
-    documents_deleted: int
-
-
-class DocumentView(msgspec.Struct):
-    document_id: str
-    collection_id: str
-    metadata: dict[str, Any]
-    created_at: str
-
-
-class DocumentBatch(msgspec.Struct):
-    collection_id: str
-    documents: list[DocumentView]
-    total: int
-
-
-class DocumentCount(msgspec.Struct):
-    collection_id: str
-    count: int
-
-
-class DocumentDeleted(msgspec.Struct):
-    document_id: str
-    collection_id: str
-    deleted: bool
-
-
-class RetrieverView(msgspec.Struct):
-    retriever_id: str
-    retriever_name: str
-    description: str | None
-    collection_identifiers: list[str]
-    stages: list[dict[str, Any]]
-    input_schema: dict[str, Any] | None
-    tags: list[str] | None
-    metadata: dict[str, Any] | None
-    created_at: str
-
-
-class RetrieverList(msgspec.Struct):
-    results: list[RetrieverView]
-    total: int
-
-
-class RetrieverDeleted(msgspec.Struct):
-    retriever_id: str
-    retriever_name: str
-    deleted: bool
-
-
-class ScoredDocument(msgspec.Struct):
-    document_id: str
-    collection_id: str
-    score: float
-    metadata: dict[str, Any]
-
-
-class RetrieverResults(msgspec.Struct):
-    execution_id: str
-    status: str
-    retriever_id: str | None
-    documents: list[ScoredDocument]
-    pagination: dict[str, Any]
-    stage_statistics: dict[str, Any]
-    budget: dict[str, Any]
-    cache_hit: bool
-    warnings: list[str] | UnsetType = UNSET
-
-
-class SessionEventLine(msgspec.Struct):
-    """One line of the session log as JSON lines: the SSE event plus where it belongs."""
-
-    id: str | None
-    message_id: str
-    type: str
-    timestamp: str | None
-    payload: dict[str, Any]
 
 
 # The table
