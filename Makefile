@@ -25,9 +25,10 @@ test: $(STAMP) ## run the whole test suite (starts its own Redis, gateways and w
 test-faults: $(STAMP) ## run only the fault-injection suite
 	$(BIN)/python -m pytest -m faults
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the import layers contract
 	$(BIN)/ruff check cli shared gateway worker dataplane intent tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP) ## benchmark against the naive baseline and the in-memory ceiling (QUICK=1: < 2 min)
 	$(BIN)/agentstream bench $(if $(QUICK),--quick,)
