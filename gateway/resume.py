@@ -38,7 +38,9 @@ def plan(after: tuple[int, int] | None, record: Record, info: dict[str, Any] | N
     if record.terminal_id and start >= cur.parse(record.terminal_id):
         return Plan(start, None, [])  # the reader already has the terminal event: nothing to wait for
     first = cur.parse(info["first"])
-    trimmed = record.count > info["length"]
+    # Compaction removes the folded tokens on purpose (reads announce it); only a shorter
+    # stream than that means MAXLEN trimmed it.
+    trimmed = record.count > info["length"] + record.folded_count
     if trimmed and start < first:
         # Entries older than the first retained one were trimmed (MAXLEN): some of those the
         # reader has not seen may be gone. Deliver what is left, after saying so.

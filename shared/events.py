@@ -120,7 +120,9 @@ class Reset(Event, tag="reset"):
     ``reason`` is one of ``cursor_expired`` (the cursor is older than the first retained
     entry), ``cursor_ahead`` (newer than the stream's last entry, e.g. after a Redis failover),
     ``stream_expired`` (retention removed the stream; the outcome follows from the record) or
-    ``retry`` (a new attempt discards the tokens streamed after ``discard_after``).
+    ``retry`` (a new attempt discards the tokens streamed after ``discard_after``) or
+    ``compacted`` (the finished message's tokens after the cursor were folded into its final
+    ``message``, which follows with the other kept events).
     ``replay_from`` is the cursor to resume from ("0" = the start).
     """
 

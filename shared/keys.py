@@ -13,6 +13,7 @@ PREFIX = "as:"
 INBOUND = PREFIX + "inbound"  # stream: one entry per accepted message; wakes workers
 ACTIVE = PREFIX + "active"  # zset msg_id -> next check time (ms): what the reaper watches
 WORKERS = PREFIX + "workers"  # zset worker_id -> last heartbeat (ms)
+COMPACT = PREFIX + "compact"  # zset "ses_id/msg_id" -> when its stream is due for compaction (ms)
 QUEUE = PREFIX + "queue"  # arq queue name
 JOB_FUNCTION = "run_message"  # arq function name
 
@@ -78,6 +79,11 @@ def message(ses_id: str, msg_id: str) -> str:
 
 def events(ses_id: str, msg_id: str) -> str:
     return f"{PREFIX}{{{ses_id}}}:ev:{msg_id}"
+
+
+def events_packed(ses_id: str, msg_id: str) -> str:
+    """A compacted message's kept events, one compressed string (shared/stores/compaction.py)."""
+    return f"{PREFIX}{{{ses_id}}}:evz:{msg_id}"
 
 
 def live_channel(ses_id: str, msg_id: str) -> str:

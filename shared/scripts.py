@@ -164,3 +164,49 @@ if ARGV[4] ~= '' then
 end
 return {'new', ARGV[1]}
 """
+
+# COMPACT: replace a finished message's stream by its packed kept events
+# (shared/stores/compaction.py) and shrink its record, if the stream is still exactly what the
+# caller folded. KEYS: 1 message record, 2 event stream, 3 packed events (same slot)
+# ARGV: 1 last id read, 2 length read, 3 folded token runs ("a/b,c/d"; "" = none),
+#       4 tokens folded, 5 the packed kept events
+# Returns ok | compacted | running | missing | changed.
+COMPACT = r"""
+local rec, stream, packed = KEYS[1], KEYS[2], KEYS[3]
+local h = redis.call('HGETALL', rec)
+if #h == 0 then return 'missing' end
+local f = {}
+for j = 1, #h, 2 do f[h[j]] = h[j + 1] end
+if not f['terminal_type'] then return 'running' end
+if f['compacted'] then return 'compacted' end
+if redis.call('XLEN', stream) ~= tonumber(ARGV[2]) then return 'changed' end
+local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+if #last == 0 or last[1][1] ~= ARGV[1] then return 'changed' end
+local ttl = redis.call('PTTL', rec)
+redis.call('SET', packed, ARGV[5])
+redis.call('DEL', stream)
+-- The packed events hold the final message and the outcome for as long as the record lives,
+-- so the record drops its copies; rewriting the hash lets Redis store it compactly again.
+f['final_payload'] = nil
+f['terminal_payload'] = nil
+-- and what only a running attempt needs
+f['worker'] = nil
+f['job'] = nil
+f['lease_until_ms'] = nil
+f['started_at_ms'] = nil
+f['compacted'] = '1'
+f['folded'] = ARGV[3]
+f['folded_count'] = ARGV[4]
+redis.call('DEL', rec)
+local args = {}
+for k, v in pairs(f) do
+  args[#args + 1] = k
+  args[#args + 1] = v
+end
+redis.call('HSET', rec, unpack(args))
+if ttl > 0 then
+  redis.call('PEXPIRE', rec, ttl)
+  redis.call('PEXPIRE', packed, ttl)
+end
+return 'ok'
+"""

@@ -77,6 +77,17 @@ class Settings:
     session_ttl_s: int = 7 * 86_400
     idempotency_ttl_s: int = 86_400
 
+    # Compaction and archive (memory per finished message)
+    # A finished message's stream is compacted this long after its terminal event: tokens are
+    # folded into the final `message`, the other events keep their ids. 0 = never compact.
+    compact_after_s: int = 300
+    # Write each finished message's full log here (gzip JSON lines, by day and namespace)
+    # before compacting it. Empty = no archive.
+    archive_dir: str = ""
+    # The session log keeps at most this much of a tool's output (history reads the rest from
+    # the message while it is retained).
+    log_tool_output_chars: int = 100
+
     # Worker and jobs
     job_timeout_s: int = 300
     max_tries: int = 3
@@ -129,7 +140,7 @@ class Settings:
             "message_record_ttl_s", "session_ttl_s", "idempotency_ttl_s", "job_timeout_s",
             "max_tries", "max_jobs", "lease_s", "reaper_interval_s", "fallback_poll_s",
             "message_deadline_s", "max_body_bytes", "max_content_chars", "max_event_bytes",
-            "sync_timeout_s",
+            "sync_timeout_s", "log_tool_output_chars",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -139,6 +150,8 @@ class Settings:
                 f"{PREFIX}MESSAGE_RECORD_TTL_S: must be >= {PREFIX}MESSAGE_STREAM_TTL_S "
                 "(the outcome outlives the stream)"
             )
+        if self.compact_after_s < 0:
+            raise SettingsError(f"{PREFIX}COMPACT_AFTER_S: must be >= 0 (0 = never compact)")
         if "*" in self.cors_origins:
             raise SettingsError(f"{PREFIX}CORS_ORIGINS: '*' is refused; name the origins")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

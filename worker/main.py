@@ -36,7 +36,7 @@ from shared.ids import new_id, now_ms
 from shared.settings import Settings
 from shared.stores.messages import EventTooLarge, MessageStore
 from shared.stores.sessions import SessionStore
-from worker import pipeline, reaper
+from worker import compactor, pipeline, reaper
 from worker.deps import Deps, tool_registry
 from worker.models.errors import ProviderError
 
@@ -178,7 +178,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
                 sessions=SessionStore(redis, settings), tools=tool_registry(), worker_id=worker_id)
     ctx["deps"] = deps
     ctx["background"] = [asyncio.create_task(_heartbeat(deps), name="heartbeat"),
-                         asyncio.create_task(_reap(deps), name="reaper")]
+                         asyncio.create_task(_reap(deps), name="reaper"),
+                         asyncio.create_task(_compact(deps), name="compactor")]
     log.info("worker %s ready", worker_id)
 
 
@@ -212,6 +213,15 @@ async def _reap(deps: Deps) -> None:
             await reaper.reap_once(deps)
         except Exception:
             log.warning("reaper pass failed", exc_info=True)
+        await asyncio.sleep(deps.settings.reaper_interval_s)
+
+
+async def _compact(deps: Deps) -> None:
+    while True:
+        try:
+            await compactor.compact_due(deps)
+        except Exception:
+            log.warning("compaction pass failed", exc_info=True)
         await asyncio.sleep(deps.settings.reaper_interval_s)
 
 

@@ -22,6 +22,7 @@ from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import now_ms
 from shared.stores import jobs
+from worker import compactor
 from worker.deps import Deps
 
 log = logging.getLogger("agentstream.reaper")
@@ -52,6 +53,10 @@ async def reap_once(deps: Deps) -> int:
         ses_id, _, msg_id = member.decode().partition("/")
         record = await deps.messages.record(ses_id, msg_id)
         if record is None or record.ended:
+            if record is not None and not record.compacted and (s.compact_after_s or s.archive_dir):
+                # Scheduled before it leaves the index, so a crash in between only repeats this.
+                due_ms = compactor.schedule_due_ms(record.finished_at_ms or now, s.compact_after_s)
+                await deps.redis.zadd(keys.COMPACT, {member: due_ms}, nx=True)
             await deps.redis.zrem(keys.ACTIVE, member)
             continue
         if now - record.created_at_ms > s.message_deadline_s * 1000:

@@ -171,7 +171,7 @@ async def submit_feedback(request: Request) -> Response:
                          details={"message_id": req.message_id, "status": record.status})
     stored = req.rating == "positive" and h.get(b"enable_memory") == b"1"
     if stored:
-        answer = msgspec.json.decode(record.final_payload or b"{}").get("content", "")
+        answer = msgspec.json.decode(await svc.messages.final_payload(record) or b"{}").get("content", "")
         await svc.sessions.remember(ses_id, req.message_id, record.content, answer)
     now = now_ms()
     await svc.sessions.append_log(ses_id, FeedbackEntry(message_id=req.message_id, ts=now, rating=req.rating,

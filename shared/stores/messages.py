@@ -12,12 +12,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from shared import keys, scripts
+from shared import cursor, keys, scripts
 from shared.errors import BadRequest, Conflict, Fenced, Forbidden, NotFound, RateLimited
-from shared.events import Error, Event, encode_payload, type_of
+from shared.events import Error, Event, Reset, encode_payload, type_of
 from shared.ids import now_ms
 from shared.settings import Settings
-from shared.stores.session_log import Entry, kind_of
+from shared.stores import compaction
+from shared.stores.session_log import Entry, for_storage, kind_of
 from shared.stores.session_log import encode as encode_entry
 
 QUOTA_MESSAGES = {
@@ -52,6 +53,11 @@ class Record:
     finished_at_ms: int | None
     job_id: str = ""  # the arq job that runs it now (a continuation gets its own)
     confirm_expires_ms: int = 0
+    # Set once the stream is compacted (shared/stores/compaction.py): runs of tokens
+    # ("first/last,...") folded into the final message, and how many entries that removed.
+    compacted: bool = False
+    folded: str = ""
+    folded_count: int = 0
 
     @property
     def ended(self) -> bool:
@@ -87,6 +93,9 @@ class Record:
             finished_at_ms=i("finished_at_ms") or None,
             job_id=s("job") or s("message_id") or "",
             confirm_expires_ms=i("confirm_expires_ms"),
+            compacted=s("compacted") == "1",
+            folded=s("folded") or "",
+            folded_count=i("folded_count"),
         )
 
 
@@ -136,9 +145,37 @@ class MessageStore:
         return Record.from_hash(h) if h else None
 
     async def read(self, ses_id: str, msg_id: str, after: str, count: int) -> list[tuple[bytes, bytes, bytes]]:
-        """Entries strictly after ``after`` as (id, type, payload)."""
-        rows = await self.redis.xrange(keys.events(ses_id, msg_id), min="(" + after, max="+", count=count)
-        return [(eid, f[b"t"], f[b"d"]) for eid, f in rows]
+        """Entries strictly after ``after`` as (id, type, payload), from the stream or, once the
+        message is compacted, from its packed events.
+
+        If that read steps over folded tokens, the rows start with a ``reset {reason:
+        "compacted"}`` whose id is ``after``: the reader learns that the tokens it has not seen
+        are now only in the final message (never a silent gap, even for a reader that was
+        part-way through the stream when it was compacted)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(keys.events(ses_id, msg_id), min="(" + after, max="+", count=count)
+            pipe.hmget(keys.message(ses_id, msg_id), "folded", "status", "compacted")
+            rows, (folded, status, compacted) = await pipe.execute()
+        if compacted and not rows:
+            blob = await self.redis.get(keys.events_packed(ses_id, msg_id))
+            packed = compaction.after(compaction.unpack(blob), after, count) if blob else []
+            out = [(i.encode(), t.encode(), d) for i, t, d in packed]
+        else:
+            out = [(eid, f[b"t"], f[b"d"]) for eid, f in rows]
+        if folded:
+            upto = cursor.of_entry(out[0][0]) if out else None
+            if compaction.skips_folded(compaction.parse_runs(folded.decode()), cursor.parse(after), upto):
+                reset = Reset(reason="compacted", status=(status or b"completed").decode(), replay_from=after)
+                out.insert(0, (after.encode(), b"reset", encode_payload(reset)))
+        return out
+
+    async def final_payload(self, record: Record) -> bytes | None:
+        """The final ``message`` payload: from the record, or from the packed events once
+        compaction has dropped the record's copy."""
+        if record.final_payload is not None or not record.final_id:
+            return record.final_payload
+        rows = await compaction.read_all(self.redis, record.session_id, record.message_id)
+        return next((d for i, _, d in rows if i == record.final_id), None)
 
     async def stream_info(self, ses_id: str, msg_id: str) -> dict[str, Any] | None:
         """First retained id, last generated id and length, or None if the stream is gone."""
@@ -150,7 +187,12 @@ class MessageStore:
             pipe.xrevrange(key, count=1)
             first, length, exists, last = await pipe.execute()
         if not exists:
-            return None
+            blob = await self.redis.get(keys.events_packed(ses_id, msg_id))
+            if not blob:
+                return None
+            rows = compaction.unpack(blob)
+            return {"first": rows[0][0] if rows else None, "last": rows[-1][0] if rows else None,
+                    "length": len(rows)}
         return {
             "first": first[0][0].decode() if first else None,
             "last": last[0][0].decode() if last else None,
@@ -225,6 +267,7 @@ class MessageStore:
         for t, d in payloads:
             args += [t, d]
         for entry in log:
+            entry = for_storage(entry, self.settings.log_tool_output_chars)
             args += [kind_of(entry), encode_entry(entry)]
         for field, amount in stats.items():
             args += [field, repr(float(amount)) if isinstance(amount, float) else str(amount)]

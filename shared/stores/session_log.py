@@ -28,6 +28,9 @@ class ToolEntry(Entry, tag="tool"):
     inputs: str  # JSON text: the history API's tool_inputs is a string
     outputs: str
     status: str  # success | error
+    # The output is stored once, in the message's tool_result event; the log keeps only its
+    # first characters when it is longer (history reads the whole from the message).
+    outputs_truncated: bool = False
 
 
 class AssistantEntry(Entry, tag="assistant"):
@@ -51,6 +54,13 @@ AnyEntry = UserEntry | ToolEntry | AssistantEntry | TurnEntry | FeedbackEntry
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEntry)
+
+
+def for_storage(entry: Entry, max_output_chars: int) -> Entry:
+    """What the log keeps of an entry: a tool's output cut to ``max_output_chars``."""
+    if isinstance(entry, ToolEntry) and len(entry.outputs) > max_output_chars:
+        return msgspec.structs.replace(entry, outputs=entry.outputs[:max_output_chars], outputs_truncated=True)
+    return entry
 
 
 def kind_of(entry: Entry) -> str:
@@ -101,7 +111,8 @@ def history_rows(entries: list[AnyEntry]) -> list[dict[str, Any]]:
                              "content": f"{e.tool_name} ({e.status})",
                              "content_type": "tool_result", "tool_name": e.tool_name,
                              "tool_inputs": e.inputs, "tool_outputs": e.outputs,
-                             "tool_status": e.status, "ts": e.ts})
+                             "tool_status": e.status, "ts": e.ts,
+                             "tool_call_id": e.tool_call_id, "outputs_truncated": e.outputs_truncated})
             case AssistantEntry(content=content):
                 rows.append({"message_id": e.message_id, "role": "assistant", "content": content,
                              "content_type": "text", "ts": e.ts})

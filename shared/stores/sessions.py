@@ -18,7 +18,7 @@ from shared.models import (
     SessionStats,
 )
 from shared.settings import Settings
-from shared.stores import session_log
+from shared.stores import compaction, session_log
 
 _json = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
@@ -157,6 +157,7 @@ class SessionStore:
     async def history(self, ses_id: str, limit: int, offset: int) -> tuple[list[MessageHistoryItem], int]:
         rows = session_log.history_rows(await self.log(ses_id))
         page = rows[offset: offset + limit]
+        await self._whole_tool_outputs(ses_id, page)
         items = [
             MessageHistoryItem(
                 message_id=r["message_id"], role=r["role"], content=r["content"],
@@ -172,6 +173,22 @@ class SessionStore:
         eid = await self.redis.xadd(keys.session_log(ses_id), {"t": session_log.kind_of(entry),
                                                                "d": session_log.encode(entry)})
         return eid.decode()
+
+    async def _whole_tool_outputs(self, ses_id: str, rows: list[dict[str, Any]]) -> None:
+        """The log keeps only the start of a long tool output; the whole is the ``output`` of
+        the message's ``tool_result`` event, read back while the message is retained."""
+        wanted = {(r["message_id"], r["tool_call_id"]) for r in rows if r.get("outputs_truncated")}
+        found: dict[tuple[str, str], str] = {}
+        for msg_id in {m for m, _ in wanted}:
+            for _, type_, payload in await compaction.read_all(self.redis, ses_id, msg_id):
+                if type_ != "tool_result":
+                    continue
+                ev = msgspec.json.decode(payload)
+                found[(msg_id, ev.get("tool_call_id", ""))] = msgspec.json.encode(ev.get("output")).decode()
+        for r in rows:
+            whole = found.get((r["message_id"], r.get("tool_call_id", "")))
+            if r.get("outputs_truncated") and whole is not None:
+                r["tool_outputs"] = whole
 
     async def rebuild(self, ses_id: str, write: bool) -> dict[str, tuple[float, float]]:
         """Fold the log into stats; return {field: (stored, recomputed)} where they differ."""
