@@ -1,4 +1,4 @@
-"""``agentstream events tail|export|replay`` and ``agentstream sessions rebuild``.
+"""``agentstream events tail|export|replay|backlog`` and ``agentstream sessions rebuild``.
 
 Operator commands over the stored event streams and session log. All read-only except
 ``sessions rebuild --write``. Registered by ``cli/main.py``; the JSON-lines format and the
@@ -26,7 +26,7 @@ from shared import connect, cursor, keys
 from shared.errors import NotFound
 from shared.events import TERMINAL
 from shared.settings import Settings
-from shared.stores import event_log, session_log
+from shared.stores import archive, compaction, event_log, session_log
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
 
@@ -101,22 +101,47 @@ async def _session_messages(r: aioredis.Redis, ses_id: str) -> tuple[list[str], 
     return list(dict.fromkeys(ids)), (rows[-1][0].decode() if rows else "0-0")
 
 
-async def _targets(r: aioredis.Redis, ident: str) -> tuple[str, list[str]]:
-    ses_id, msg_id = await _resolve(r, ident)
+async def _targets(r: aioredis.Redis, ident: str, archive_dir: str = "") -> tuple[str, list[str]]:
+    """A session's or message's id -> (session id, message ids), from Redis or, for what Redis
+    no longer has, from the archive."""
+    try:
+        ses_id, msg_id = await _resolve(r, ident)
+    except NotFound:
+        files = archive.find(archive_dir, ident) if archive_dir else []
+        if not files:
+            raise
+        return files[0].parent.name, [f.name.removesuffix(archive.SUFFIX) for f in files]
     return ses_id, [msg_id] if msg_id else (await _session_messages(r, ses_id))[0]
 
 
-async def _stored(r: aioredis.Redis, ses_id: str, msg_ids: list[str],
-                  since: str) -> AsyncIterator[event_log.LogLine]:
+async def _message_rows(r: aioredis.Redis, ses_id: str, msg_id: str,
+                        archive_dir: str) -> tuple[list[compaction.Row], str]:
+    """A message's events, from where they are most complete, and where that was: its stream
+    in Redis, else the archive (which has the tokens compaction folded), else the compacted
+    events in Redis."""
+    if await r.exists(keys.events(ses_id, msg_id)):
+        return await compaction.read_all(r, ses_id, msg_id), "redis"
+    for path in archive.find(archive_dir, msg_id) if archive_dir else []:
+        lines = await asyncio.to_thread(archive.read, path)
+        return [(ln.id, ln.type, bytes(ln.payload)) for ln in lines], f"archive ({path.parent.parent.parent.parent})"
+    rows = await compaction.read_all(r, ses_id, msg_id)
+    return rows, "redis, compacted (tokens folded into the final message)" if rows else "nowhere"
+
+
+async def _stored(r: aioredis.Redis, ses_id: str, msg_ids: list[str], since: str,
+                  archive_dir: str = "", found: dict[str, int] | None = None) -> AsyncIterator[event_log.LogLine]:
     for msg_id in msg_ids:
-        after = since
-        while True:
-            rows = await r.xrange(keys.events(ses_id, msg_id), min="(" + after, count=BATCH)
-            for eid, f in rows:
-                yield event_log.line_of(eid, f[b"t"], f[b"d"], msg_id)
-            if len(rows) < BATCH:
-                break
-            after = rows[-1][0].decode()
+        rows, where = await _message_rows(r, ses_id, msg_id, archive_dir)
+        if found is not None:
+            found[where] = found.get(where, 0) + 1
+        for eid, type_, payload in compaction.after(rows, since):
+            yield event_log.line_of(eid, type_, payload, msg_id)
+
+
+def _say_where(found: dict[str, int]) -> None:
+    """Ops must know whether they got the whole log (stream or archive) or a compacted one."""
+    for where, n in found.items():
+        print(f"{n} message(s) read from {where}", file=sys.stderr)
 
 
 # events export
@@ -128,9 +153,9 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     target = Path(args.output) if args.output else None
 
     async def work(r: aioredis.Redis) -> tuple[int, int, int]:
-        ses_id, msg_ids = await _targets(r, args.id)
+        ses_id, msg_ids = await _targets(r, args.id, settings.archive_dir)
         if target is None:
-            return await _write(r, ses_id, msg_ids, since, sys.stdout.buffer, None)
+            return await _write(r, ses_id, msg_ids, since, sys.stdout.buffer, None, settings.archive_dir)
         total = sum(await asyncio.gather(*(r.xlen(keys.events(ses_id, m)) for m in msg_ids)))
         bar = sys.stderr if sys.stderr.isatty() else None  # a bar in a log file is only noise
         # Written beside the target and renamed at the end: a failed export leaves no half file.
@@ -140,7 +165,8 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
             raise event_log.LogFileError(f"cannot write {target}: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as out:
-                counts = await _write(r, ses_id, msg_ids, since, out, (bar, total) if bar else None)
+                counts = await _write(r, ses_id, msg_ids, since, out, (bar, total) if bar else None,
+                                      settings.archive_dir)
             os.replace(tmp, target)
         except BaseException:
             os.unlink(tmp)
@@ -156,10 +182,11 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _write(r: aioredis.Redis, ses_id: str, msg_ids: list[str], since: str, out: IO[bytes],
-                 progress: tuple[IO[str], int] | None) -> tuple[int, int, int]:
+                 progress: tuple[IO[str], int] | None, archive_dir: str = "") -> tuple[int, int, int]:
     events = size = 0
     seen: set[str] = set()
-    async for line in _stored(r, ses_id, msg_ids, since):
+    found: dict[str, int] = {}
+    async for line in _stored(r, ses_id, msg_ids, since, archive_dir, found):
         data = event_log.encode_line(line)
         out.write(data)
         events, size = events + 1, size + len(data)
@@ -169,6 +196,7 @@ async def _write(r: aioredis.Redis, ses_id: str, msg_ids: list[str], since: str,
     out.flush()
     if progress:
         progress[0].write("\r" + event_log.progress_bar(events, events) + "\n")
+    _say_where(found)
     return events, len(seen), size
 
 
@@ -272,8 +300,11 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         lines = event_log.read_file(source)
     else:
         async def work(r: aioredis.Redis) -> list[event_log.LogLine]:
-            ses_id, msg_ids = await _targets(r, args.source)
-            return [line async for line in _stored(r, ses_id, msg_ids, "0-0")]
+            ses_id, msg_ids = await _targets(r, args.source, settings.archive_dir)
+            found: dict[str, int] = {}
+            lines = [line async for line in _stored(r, ses_id, msg_ids, "0-0", settings.archive_dir, found)]
+            _say_where(found)
+            return lines
 
         lines = _with_redis(settings, work)
         if not lines:
@@ -285,6 +316,27 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
             time.sleep(delay)
         out.write(sse.frame(line.id, line.type, bytes(line.payload)))
         out.flush()
+    return 0
+
+
+# events backlog
+
+
+@_command
+def cmd_backlog(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(r: aioredis.Redis) -> tuple[int, int, float | None]:
+        now = time.time() * 1000
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.COMPACT)
+            pipe.zcount(keys.COMPACT, "-inf", now)
+            pipe.zrange(keys.COMPACT, 0, 0, withscores=True)
+            total, due, oldest = await pipe.execute()
+        return total, due, (now - oldest[0][1]) / 1000 if oldest and oldest[0][1] < now else None
+
+    total, due, late_s = _with_redis(settings, work)
+    where = f"archived to {settings.archive_dir}, then " if settings.archive_dir else ""
+    print(f"{total} finished message(s) waiting to be {where}compacted; {due} due now"
+          + (f", the oldest for {late_s:.0f}s" if late_s is not None else ""))
     return 0
 
 
@@ -335,6 +387,9 @@ def register(sub: Any) -> None:
         p.add_argument("--since", metavar="ID", help="only events after this stream id (<ms>-<seq>)")
         p.set_defaults(fn=fn)
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")  # export's
+
+    p = ev.add_parser("backlog", help="how many finished messages wait to be archived and compacted")
+    p.set_defaults(fn=cmd_backlog)
 
     p = ev.add_parser("replay", help="re-emit an export file or a stored message's events as SSE on stdout")
     p.add_argument("source", metavar="FILE_OR_MESSAGE_ID")

@@ -48,6 +48,9 @@ def write(root: str | Path, namespace_id: str, ses_id: str, msg_id: str, finishe
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    # A writer SIGKILLed part-way left its temporary file behind: the message is whole now.
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     return target
 
 

@@ -110,7 +110,7 @@ def parse_runs(text: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
 
 def skips_folded(runs: list[tuple[tuple[int, int], tuple[int, int]]], after_id: tuple[int, int],
                  upto: tuple[int, int] | None) -> bool:
-    """Whether reading from ``after_id`` to ``upto`` (None: the end) steps over folded tokens."""
+    """Whether the range from ``after_id`` to ``upto`` (None: the end) held folded tokens."""
     return any(last > after_id and (upto is None or first < upto) for first, last in runs)
 
 

@@ -148,13 +148,13 @@ class MessageStore:
         """Entries strictly after ``after`` as (id, type, payload), from the stream or, once the
         message is compacted, from its packed events.
 
-        If that read steps over folded tokens, the rows start with a ``reset {reason:
+        If the range read holds folded tokens, the rows start with a ``reset {reason:
         "compacted"}`` whose id is ``after``: the reader learns that the tokens it has not seen
         are now only in the final message (never a silent gap, even for a reader that was
         part-way through the stream when it was compacted)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xrange(keys.events(ses_id, msg_id), min="(" + after, max="+", count=count)
-            pipe.hmget(keys.message(ses_id, msg_id), "folded", "status", "compacted")
+            pipe.hmget(keys.message(ses_id, msg_id), ["folded", "status", "compacted"])
             rows, (folded, status, compacted) = await pipe.execute()
         if compacted and not rows:
             blob = await self.redis.get(keys.events_packed(ses_id, msg_id))
@@ -163,7 +163,8 @@ class MessageStore:
         else:
             out = [(eid, f[b"t"], f[b"d"]) for eid, f in rows]
         if folded:
-            upto = cursor.of_entry(out[0][0]) if out else None
+            # The range this read covers: up to its last row, or to the end if it got them all.
+            upto = cursor.of_entry(out[-1][0]) if len(out) >= count else None
             if compaction.skips_folded(compaction.parse_runs(folded.decode()), cursor.parse(after), upto):
                 reset = Reset(reason="compacted", status=(status or b"completed").decode(), replay_from=after)
                 out.insert(0, (after.encode(), b"reset", encode_payload(reset)))
