@@ -23,6 +23,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/"): PUBLIC,
+    ("GET", "/console/"): PUBLIC,
+    ("GET", "/console/{file}"): PUBLIC,
     # agent sessions
     ("POST", _S): FULL,
     ("POST", _S + "/list"): READ,

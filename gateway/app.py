@@ -19,6 +19,7 @@ from gateway import errors
 from gateway.context import Services, services
 from gateway.hub import Hub
 from gateway.keywatch import KeyWatch, StreamGuard
+from gateway.routes import console as console_routes
 from gateway.routes import messages as message_routes
 from gateway.routes import sessions as session_routes
 from gateway.routes import tokens as token_routes
@@ -74,6 +75,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         *message_routes.ROUTES,
         *token_routes.ROUTES,
         *_optional_routes(),
+        *console_routes.ROUTES,
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]

@@ -143,6 +143,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op("POST", _R + "/{retriever_id}/execute", "execute_retriever", _RET, "Execute Retriever", RetrieverResults,
        dp.ExecuteRetrieverRequest, body_required=False),
     Op("GET", "/healthz", "healthz", _OPS, "Liveness", Health, public=True),
+    Op("GET", "/", "console_home", _OPS, "The web console (redirects to /console/)", {"text/html": str},
+       public=True, extra={307: {"description": "Redirect to /console/"}}),
     Op("GET", "/readyz", "readyz", _OPS, "Readiness", Readiness, public=True, extra=_NOT_READY),
 )
 
