@@ -51,7 +51,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     _wait_ready(base, procs)
     shown = key if generated else (key[:6] + "…  (from AGENTSTREAM_DEV_API_KEY)")
-    revoked_note = "  (the key the previous `make run` printed is revoked)" if generated else ""
+    revoked_note = "  (keys printed by earlier `make run`s are revoked)" if generated else ""
     print(f"""
 agentstream is up on {base}  (Redis: {url})
   namespace: {settings.dev_namespace} ({ns_id})
