@@ -84,15 +84,13 @@ class KeyWatch:
     async def check(self) -> None:
         if not self._open:
             return
-        now = now_ms()
         hashes = list(self._open)
-        verdicts = await self.store.validity(hashes, now)
+        verdicts = await self.store.validity(hashes, now_ms())
         for h in hashes:
-            reason = verdicts.get(h)
-            for w in list(self._open.get(h, ())):
-                local = "key_expired" if w.principal.expires_ms and w.principal.expires_ms <= now else None
-                if reason or local:
-                    w.cut(reason or local or "key_revoked")
+            reason = verdicts.get(h)  # the record in Redis is the truth (a rotation shortens expiry)
+            if reason is not None:
+                for w in list(self._open.get(h, ())):
+                    w.cut(reason)
 
 
 class StreamGuard:

@@ -31,7 +31,7 @@ SEEN: list[str] = []  # every key and token this module handled: none may appear
 
 @pytest.fixture(scope="module")
 def kstack() -> Iterator[Stack]:
-    s = Stack(env={"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "60", "AGENTSTREAM_KEY_CHECK_S": "0.5"})
+    s = Stack(env={"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "100", "AGENTSTREAM_KEY_CHECK_S": "0.5"})
     try:
         s.start_redis()
         s.start_worker()
