@@ -106,6 +106,8 @@ export class MessageStream {
         if (resp) {
           first = false;
           if (!this.messageId) this.messageId = resp.headers.get("X-Message-Id");
+          // Contract A: a stream token, when the server gives one, authorises the reconnects.
+          this.streamToken = resp.headers.get("X-Stream-Token") || this.streamToken || null;
           if (resp.status === 204) { this._resolve(null); return; }
           if (attempt > 0) yield this._mk("connection", { state: "open", attempt });
           attempt = 0;
@@ -181,7 +183,19 @@ export class AgentStreamClient {
     return h;
   }
 
-  async _raw(method, path, { body, headers = {}, signal } = {}) {
+  async _raw(method, path, { body, headers = {}, signal, streamToken } = {}) {
+    if (streamToken) {
+      // The token names the stream and its namespace: no key goes with this request at all.
+      try {
+        const resp = await this._fetch(`${this.baseUrl}${path}?access_token=${encodeURIComponent(streamToken)}`,
+          { method, headers: { ...headers }, signal });
+        if (resp.ok) return resp;
+        if (resp.status !== 401) throw new ApiError(resp.status, await resp.json().catch(() => null));
+      } catch (e) {
+        if (e instanceof ApiError || (signal && signal.aborted)) throw e;
+      }
+      // expired (or refused) token: fall back to the key in the Authorization header
+    }
     const init = { method, headers: this._headers(headers), signal };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
@@ -226,7 +240,8 @@ export class AgentStreamClient {
         }
         const headers = { Accept: "text/event-stream" };
         if (lastEventId) headers["Last-Event-ID"] = lastEventId;
-        return this._raw("GET", this._eventsPath(sessionId, stream.messageId), { headers, signal: sig });
+        return this._raw("GET", this._eventsPath(sessionId, stream.messageId),
+          { headers, signal: sig, streamToken: stream.streamToken });
       },
     });
     return stream;
@@ -276,7 +291,8 @@ export class AgentStreamClient {
         }
         const headers = { Accept: "text/event-stream" };
         if (lastEventId) headers["Last-Event-ID"] = lastEventId;
-        return this._raw("GET", this._eventsPath(sessionId, stream.messageId), { headers, signal: sig });
+        return this._raw("GET", this._eventsPath(sessionId, stream.messageId),
+          { headers, signal: sig, streamToken: stream.streamToken });
       },
     });
     return stream;
