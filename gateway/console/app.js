@@ -132,7 +132,8 @@ async function openSession(id) {
       view.setMessageId(m.message_id);
       view.text.textContent = m.content;
       view.finish("earlier answer", "done");
-      view.extras.append(el("button", { type: "button", text: "Replay this message", onclick: () => openReplay(m.message_id) }));
+      view.replayButton = el("button", { type: "button", text: "Replay this message", onclick: () => openReplay(m.message_id) });
+      view.extras.append(view.replayButton);
     }
   }
   await refreshSessions();
@@ -226,6 +227,10 @@ async function follow(view, stream, startedAt) {
   } finally {
     if (state.running && state.running.stream === stream) state.running = null;
     setRunning(false);
+    if (view.messageId && !view.replayButton) {
+      view.replayButton = el("button", { type: "button", text: "Replay this message", onclick: () => openReplay(view.messageId) });
+      view.extras.append(view.replayButton);
+    }
     await refreshSession();
   }
 }

@@ -350,6 +350,19 @@ def test_replay_the_session_at_10x(world):
     first = json.loads(lines[0])
     assert set(first) == {"id", "message_id", "type", "timestamp", "payload"}
     page.click("#replay-close")
+    # one message, at once
+    mid = shown[0][0]
+    page.locator(f"#live li.msg.agent[data-message-id='{mid}'] button", has_text="Replay this message").click()
+    page.check('input[name="speed"][value="0"]')
+    page.click("#replay-play")
+    page.wait_for_function("() => document.querySelector('#replay-state').textContent.startsWith('replayed')",
+                           timeout=WAIT_MS)
+    assert "of 1 message(s) at once" in page.text_content("#replay-state")
+    rows = page.evaluate("() => [...document.querySelectorAll('#replay li.ev')].filter((li) => li.dataset.id)"
+                         ".map((li) => [li.dataset.id, li.dataset.type])")
+    assert rows == [[i, t] for i, t, _ in stored(world, sid, mid)]
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#replay-view", state="hidden")
 
 
 def test_a_hostile_document_title_is_shown_as_text(world):
