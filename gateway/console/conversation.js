@@ -109,7 +109,12 @@ export class AnswerView {
       return;
     }
     this.row(ev, at);
+    this.render(ev);
     this.conv.follow();
+  }
+
+  render(ev) {
+    const { type, data } = ev;
     switch (type) {
       case "token": {
         const node = document.createTextNode(String(data.content ?? ""));
@@ -124,7 +129,7 @@ export class AnswerView {
         this.tokens.clear();
         break;
       case "tool_call":
-        this.toolCard(data.tool_call_id, data.tool_name).inputs.textContent = pretty(data.inputs);
+        this.toolCard(data.tool_call_id, data.tool_name).inputs.textContent = JSON.stringify(data.inputs);
         break;
       case "tool_result": {
         const card = this.toolCard(data.tool_call_id, data.tool_name);
@@ -133,7 +138,7 @@ export class AnswerView {
         const docs = documentsOf(data.output);
         clear(card.output);
         if (docs) card.output.append(docsTable(docs));
-        else card.output.append(el("pre", { text: pretty(data.output) }));
+        else card.output.append(el("details", {}, el("summary", { text: "output" }), el("pre", { text: pretty(data.output) })));
         break;
       }
       case "pipeline_config":
@@ -201,7 +206,7 @@ export class AnswerView {
     });
     return el("div", { class: "pipeline" },
       el("div", { class: "tool-name", text: `pipeline_config from ${data.tool_name}` }),
-      el("pre", { text: pretty(data.config) }),
+      el("details", {}, el("summary", { text: "pipeline" }), el("pre", { text: pretty(data.config) })),
       this.conv.actions.saveRetriever ? el("div", { class: "row" }, name, save, out) : null);
   }
 

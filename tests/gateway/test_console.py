@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from shared import keys
+from shared.stores.apikeys import KeyStore
 from tests.gateway.seed import seed_demo_for
 from tests.stack import ROOT, Proc, Stack, free_port
 
@@ -146,7 +147,7 @@ def world() -> Iterator[dict[str, Any]]:
         from playwright.sync_api import sync_playwright
     except ModuleNotFoundError:
         pytest.fail("playwright is needed for the console tests (pip install -e '.[dev]')", pytrace=False)
-    s = Stack(env={"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "40"})
+    s = Stack(env={"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "60", "AGENTSTREAM_KEY_CHECK_S": "0.5"})
     try:
         s.start_redis()
         s.start_worker()
@@ -277,7 +278,8 @@ def test_create_a_session_and_chat(world):
                   headers={"Authorization": f"Bearer {world['key']}", "X-Namespace": world["ns"]})
     assert r.status_code == 200 and r.json()["retriever_id"] in pipeline.text_content()
     DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "console-chat.png"), full_page=True)
+    search.locator("table.docs").scroll_into_view_if_needed()
+    page.screenshot(path=str(DOCS / "console-chat.png"))
 
 
 def test_approve_a_confirmation(world):
@@ -404,6 +406,28 @@ def test_rename_and_delete_sessions(world):
     r = httpx.get(gw.url + f"/v1/agents/sessions/{doomed}",
                   headers={"Authorization": f"Bearer {world['key']}", "X-Namespace": world["ns"]})
     assert r.json()["status"] == "terminated"
+
+
+def test_revoking_the_key_ends_the_answer_streaming_in_the_page(world):
+    """Issue 21 seen from the console: the open stream ends, the reconnect is refused, and the
+    page says why."""
+    page = world["page"]
+    page.click("#session-list button.session")  # the chat session (the test before deleted the other)
+    page.wait_for_selector("#session-view:not([hidden])")
+    send(page, LONG_QUESTION)
+    page.wait_for_selector("#live li.msg.agent.running .answer-text:not(:empty)")
+    stack: Stack = world["stack"]
+
+    async def revoke(r):  # type: ignore[no-untyped-def]
+        ks = KeyStore(r)
+        return await ks.revoke((await ks.tenants.authenticate(world["key"])).key_id)
+
+    done = threading.Event()  # asyncio.run off the thread Playwright's own loop lives on
+    threading.Thread(target=lambda: (stack.redis_call(revoke), done.set()), daemon=True).start()
+    assert done.wait(10)
+    answer = wait_done(page, "failed")
+    assert "key_revoked" in answer.locator(".state").text_content()
+    assert "key_revoked" in page.text_content("#status")
 
 
 def test_sign_out_forgets_the_key(world):
