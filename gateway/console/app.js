@@ -191,7 +191,12 @@ function liveActions() {
       return r.retriever_id;
     },
     confirm: async (view, confirmationId, approved) => {
-      const stream = await state.client.respondToConfirmation(state.session.session_id, confirmationId, { approved });
+      const sid = state.session.session_id;
+      const answer = await state.client.respondToConfirmation(sid, confirmationId, { approved });
+      // The answer continues the message as a stream; a client that answers with JSON instead
+      // is followed from the pause by the message's events URL.
+      const stream = answer && answer[Symbol.asyncIterator] ? answer
+        : state.client.follow(sid, view.messageId, { lastEventId: view.lastId });
       view.resume();
       await follow(view, stream, view.startedAt);
     },

@@ -109,6 +109,7 @@ export class AnswerView {
       return;
     }
     this.row(ev, at);
+    if (ev.id) this.lastId = ev.id;
     this.render(ev);
     this.conv.follow();
   }
