@@ -146,3 +146,14 @@ def test_api_key_in_url_allowed_by_the_compatibility_setting(stack, sent, tenant
         assert r.status_code == 200 and sse.parse(r.text)[-1].type == "done"
     finally:
         stack.stop_proc(gw)
+
+
+def test_the_secret_setting_is_checked_and_never_shown():
+    from shared.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="AGENTSTREAM_STREAM_TOKEN_SECRET"):
+        Settings.from_env({"AGENTSTREAM_STREAM_TOKEN_SECRET": "too-short"})
+    settings = Settings.from_env({"AGENTSTREAM_STREAM_TOKEN_SECRET": "x" * 40, "AGENTSTREAM_STREAM_TOKEN_TTL_S": "60",
+                                  "AGENTSTREAM_ALLOW_KEY_IN_URL": "true", "AGENTSTREAM_KEY_CHECK_S": "0.5"})
+    assert "x" * 40 not in repr(settings)
+    assert (settings.stream_token_ttl_s, settings.allow_key_in_url, settings.key_check_s) == (60, True, 0.5)
