@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 
-from cli import bench, embedded, ops
+from cli import bench, embedded, keys, ops
 from shared import connect
+from shared import keys as keys_module
 from shared.settings import Settings, SettingsError
 
 
@@ -31,25 +32,6 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from worker.main import run
 
     run(settings)
-    return 0
-
-
-def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.stores.tenancy import TenantStore, new_api_key
-
-    async def go() -> tuple[str, str]:
-        redis = connect.client(connect.resolve_url(settings.redis_url, settings.data_dir))
-        try:
-            key = new_api_key()
-            ns_id, _ = await TenantStore(redis).register_key(key, args.namespace)
-            return key, ns_id
-        finally:
-            await redis.aclose()
-
-    key, ns_id = asyncio.run(go())
-    print(key)
-    print(f"# namespace {args.namespace} = {ns_id}; the key is stored only as a hash: keep it now",
-          file=sys.stderr)
     return 0
 
 
@@ -69,10 +51,12 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     _wait_ready(base, procs)
     shown = key if generated else (key[:6] + "…  (from AGENTSTREAM_DEV_API_KEY)")
+    revoked_note = "  (keys printed by earlier `make run`s are revoked)" if generated else ""
     print(f"""
 agentstream is up on {base}  (Redis: {url})
   namespace: {settings.dev_namespace} ({ns_id})
-  api key:   {shown}
+  api key:   {shown}{revoked_note}
+  console:   {base}/console/
 Try:
   curl -N {base}/v1/agents/sessions -H 'Authorization: Bearer {key if generated else '$AGENTSTREAM_DEV_API_KEY'}' \\
        -H 'X-Namespace: {settings.dev_namespace}' -H 'Content-Type: application/json' \\
@@ -109,13 +93,23 @@ Stop with Ctrl-C.
 
 
 async def _dev_prepare(url: str, key: str | None, namespace: str) -> tuple[str, str, bool]:
-    from shared.stores.tenancy import TenantStore, new_api_key
+    from shared.stores.apikeys import KeyStore
+    from shared.stores.tenancy import TenantStore
 
     redis = connect.client(url)
     try:
         generated = key is None
-        key = key or new_api_key()
-        ns_id, _ = await TenantStore(redis).register_key(key, namespace)
+        if key is None:
+            # Each `make run` prints a new key; the ones earlier runs printed stop working, so a
+            # key pasted somewhere long ago does not stay valid forever.
+            store = KeyStore(redis)
+            for old in await store.all():
+                if old.origin == DEV_ORIGIN and not old.revoked_ms:
+                    await store.revoke(old.key_id)
+            key, _ = await store.create(namespace, name="make run", origin=DEV_ORIGIN)
+            ns_id = (await redis.get(keys_module.namespace_by_name(namespace))).decode()
+        else:
+            ns_id, _ = await TenantStore(redis).register_key(key, namespace, name="AGENTSTREAM_DEV_API_KEY")
         try:
             from cli.demo_data import seed_demo
             from dataplane.service import DataPlane
@@ -145,16 +139,16 @@ def _wait_ready(base: str, procs: list[subprocess.Popen[bytes]], timeout_s: floa
         time.sleep(0.1)
 
 
+DEV_ORIGIN = "make run"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agentstream", description="Agent-sessions API over Redis Streams")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("dev", help="embedded Redis + gateway + worker (what `make run` starts)").set_defaults(fn=cmd_dev)
     sub.add_parser("gateway", help="run one gateway process").set_defaults(fn=cmd_gateway)
     sub.add_parser("worker", help="run one worker process").set_defaults(fn=cmd_worker)
-    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
-    kc = keys.add_parser("create", help="print a new API key for a namespace (stored only as a hash)")
-    kc.add_argument("--namespace", required=True)
-    kc.set_defaults(fn=cmd_keys_create)
+    keys.register(sub)
     ops.register(sub)
     bench.register(sub)
     return p

@@ -18,11 +18,15 @@ from starlette.routing import Route
 from gateway import errors
 from gateway.context import Services, services
 from gateway.hub import Hub
+from gateway.keywatch import KeyWatch, StreamGuard
+from gateway.routes import console as console_routes
 from gateway.routes import messages as message_routes
 from gateway.routes import sessions as session_routes
+from gateway.routes import tokens as token_routes
 from shared import connect, keys
 from shared.ids import now_ms
 from shared.settings import Settings
+from shared.stores.apikeys import KeyStore
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
 from shared.stores.tenancy import TenantStore
@@ -38,9 +42,12 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
                        job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
         hub = Hub(redis_url, buffer=settings.subscriber_buffer, heartbeat_s=settings.heartbeat_s)
         await hub.start()
+        keywatch = KeyWatch(KeyStore(redis), settings.key_check_s)
+        keywatch.start()
         app.state.services = Services(settings=settings, redis=redis, arq=arq, hub=hub,
                                       messages=MessageStore(redis, settings),
-                                      sessions=SessionStore(redis, settings), tenants=TenantStore(redis))
+                                      sessions=SessionStore(redis, settings), tenants=TenantStore(redis),
+                                      keywatch=keywatch)
         # Everything allocated so far lives as long as the process: keep it out of the garbage
         # collector's generations, which shortens the gen2 pauses that showed in the p99 (bench).
         gc.collect()
@@ -48,23 +55,27 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         try:
             yield
         finally:
+            await keywatch.stop()
             await hub.stop()
             await redis.aclose()
 
-    middleware = []
+    # Ends open streams whose key is revoked or expires (gateway/keywatch.py).
+    middleware = [Middleware(StreamGuard)]
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST", "PATCH", "DELETE"],
                                      allow_headers=["Authorization", "X-Namespace", "Content-Type",
                                                     "Last-Event-ID", "Idempotency-Key"],
-                                     expose_headers=["X-Message-Id", "Content-Location"],
+                                     expose_headers=["X-Message-Id", "Content-Location", "X-Stream-Token"],
                                      allow_credentials=False))
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *session_routes.ROUTES,
         *message_routes.ROUTES,
+        *token_routes.ROUTES,
         *_optional_routes(),
+        *console_routes.ROUTES,
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -9,6 +10,8 @@ from arq.connections import ArqRedis
 from starlette.requests import Request
 
 from gateway.hub import Hub
+from gateway.keywatch import KeyWatch
+from shared import keys
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
@@ -24,7 +27,20 @@ class Services:
     messages: MessageStore
     sessions: SessionStore
     tenants: TenantStore
+    keywatch: KeyWatch | None = None
     draining: bool = False
+    token_secret: bytes = b""  # from the settings, or loaded from Redis on first use
+
+    async def stream_token_secret(self) -> bytes:
+        """The HMAC secret of stream tokens: the setting, or one shared through Redis (made
+        once, by whichever gateway asks first)."""
+        if not self.token_secret:
+            if self.settings.stream_token_secret:
+                self.token_secret = self.settings.stream_token_secret.reveal().encode()
+            else:
+                await self.redis.set(keys.STREAM_TOKEN_SECRET, secrets.token_hex(32), nx=True)
+                self.token_secret = await self.redis.get(keys.STREAM_TOKEN_SECRET)
+        return self.token_secret
 
 
 def services(request: Request) -> Services:

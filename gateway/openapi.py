@@ -44,6 +44,7 @@ from gateway.schemas import (
     SendHeaders,
     SessionEventLine,
     SessionEventsHeaders,
+    StreamToken,
     ToolsQuery,
 )
 from shared import models as m
@@ -114,6 +115,10 @@ OPERATIONS: tuple[Op, ...] = (
     Op("POST", _M + "/cancel", "cancel_message_agents_sessions", _AGENT, "Cancel a message", m.CancelResponse),
     Op("GET", _S + "/{session_id}/events", "get_session_events_agents_sessions", _AGENT, "Stream a session's log",
        {SSE: _EVENTS, NDJSON: SessionEventLine}, query=ResumeQuery, headers=SessionEventsHeaders),
+    Op("POST", _M + "/stream-token", "create_message_stream_token", _AGENT, "Stream token for a message's events",
+       StreamToken),
+    Op("POST", _S + "/{session_id}/events/stream-token", "create_session_stream_token", _AGENT,
+       "Stream token for a session's log", StreamToken),
     Op("POST", _S + "/{session_id}/confirmations/{confirmation_id}", "respond_to_confirmation_agents_sessions",
        _AGENT, "Respond To Confirmation", {SSE: _EVENTS}, m.ConfirmationRequest),
     Op("POST", "/v1/collections", "create_collection", _COL, "Create Collection", dp.CollectionView,
@@ -138,6 +143,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op("POST", _R + "/{retriever_id}/execute", "execute_retriever", _RET, "Execute Retriever", RetrieverResults,
        dp.ExecuteRetrieverRequest, body_required=False),
     Op("GET", "/healthz", "healthz", _OPS, "Liveness", Health, public=True),
+    Op("GET", "/", "console_home", _OPS, "The web console (redirects to /console/)", {"text/html": str},
+       public=True, extra={307: {"description": "Redirect to /console/"}}),
     Op("GET", "/readyz", "readyz", _OPS, "Readiness", Readiness, public=True, extra=_NOT_READY),
 )
 

@@ -58,13 +58,20 @@ class ResumeHeaders(msgspec.Struct):
 class ResumeQuery(msgspec.Struct):
     last_event_id: Annotated[str, Meta(description="Last-Event-ID, for clients that cannot set "
                                                    "headers")] | UnsetType = UNSET
-    access_token: Annotated[str, Meta(description="The API key, for a browser EventSource (which "
-                                                  "cannot send Authorization)")] | UnsetType = UNSET
+    access_token: Annotated[str, Meta(description="A stream token (X-Stream-Token of the send, or POST "
+                                                  ".../stream-token), for a browser EventSource, which "
+                                                  "cannot send Authorization")] | UnsetType = UNSET
 
 
 class SessionEventsHeaders(ResumeHeaders):
     accept: Annotated[str, Meta(description=f"{NDJSON} for JSON lines instead of SSE")] | UnsetType = \
         msgspec.field(default=UNSET, name="Accept")
+
+
+class StreamToken(msgspec.Struct):
+    token: Annotated[str, Meta(description="Pass as ?access_token= on the event-stream GET it names")]
+    expires_at: str
+    expires_in: Annotated[int, Meta(description="Seconds; renew with the same call")]
 
 
 # Shapes the health and data-plane routes build as dicts (documented here, checked by the fuzz test)

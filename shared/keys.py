@@ -27,6 +27,16 @@ def api_key(key_hash: str) -> str:
     return f"{PREFIX}apikey:{key_hash}"
 
 
+# API key management and stream tokens (issue 21)
+API_KEYS = PREFIX + "apikeys"  # zset key id -> created (ms): every key, for `keys list`
+STREAM_TOKEN_SECRET = PREFIX + "streamtoken:secret"  # HMAC secret, when the setting is unset
+
+
+def api_key_id(key_id: str) -> str:
+    """Public key id (``key_...``) -> the key's hash."""
+    return f"{PREFIX}apikeyid:{key_id}"
+
+
 def namespace(ns_id: str) -> str:
     return f"{PREFIX}ns:{ns_id}"
 

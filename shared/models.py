@@ -49,7 +49,10 @@ class CreateSessionRequest(Request):
 
 
 class PatchSessionRequest(Request):
-    user_memory: dict[str, Any]
+    # The reference requires user_memory; a rename alone (an extension the console uses) may
+    # omit it. One of the two is required (422 invalid_body otherwise).
+    user_memory: dict[str, Any] | None = None
+    session_name: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
 
 
 class ListSessionsRequest(Request):

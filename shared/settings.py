@@ -111,6 +111,14 @@ class Settings:
     max_streams_per_key: int = 0  # concurrent open SSE streams per key, 0 = off
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
+    # API keys and stream tokens (issue 21)
+    # HMAC secret of stream tokens; unset: one is generated once and kept in Redis, so every
+    # gateway on the same Redis shares it (set it to keep it out of Redis).
+    stream_token_secret: Secret | None = None
+    stream_token_ttl_s: int = 900  # a stream token's lifetime (renewable)
+    allow_key_in_url: bool = False  # accept API keys in ?access_token= (old browser apps only)
+    key_check_s: float = 2.0  # open streams re-check their key (revoked, expired) this often
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
@@ -140,7 +148,7 @@ class Settings:
             "message_record_ttl_s", "session_ttl_s", "idempotency_ttl_s", "job_timeout_s",
             "max_tries", "max_jobs", "lease_s", "reaper_interval_s", "fallback_poll_s",
             "message_deadline_s", "max_body_bytes", "max_content_chars", "max_event_bytes",
-            "sync_timeout_s", "log_tool_output_chars",
+            "sync_timeout_s", "log_tool_output_chars", "stream_token_ttl_s", "key_check_s",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -152,6 +160,8 @@ class Settings:
             )
         if self.compact_after_s < 0:
             raise SettingsError(f"{PREFIX}COMPACT_AFTER_S: must be >= 0 (0 = never compact)")
+        if self.stream_token_secret and len(self.stream_token_secret.reveal()) < 32:
+            raise SettingsError(f"{PREFIX}STREAM_TOKEN_SECRET: must be at least 32 characters")
         if "*" in self.cors_origins:
             raise SettingsError(f"{PREFIX}CORS_ORIGINS: '*' is refused; name the origins")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -10,6 +10,7 @@ from gateway.auth import authenticate
 from gateway.bodies import parse, read_body
 from gateway.context import services
 from gateway.routes.messages import events_url, sse_answer
+from gateway.routes.tokens import mint
 from shared import cursor as cur
 from shared import models
 from shared.errors import NotFound
@@ -31,7 +32,8 @@ async def respond_to_confirmation(request: Request) -> Response:
     job_id = f"{conf.message_id}:{conf_id}"
     paused_at = await store.answer(ses_id, conf, req.approved, job_id)
     await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, conf.message_id, job_id)
-    headers = {"X-Message-Id": conf.message_id, "Content-Location": events_url(ses_id, conf.message_id)}
+    headers = {"X-Message-Id": conf.message_id, "Content-Location": events_url(ses_id, conf.message_id),
+               "X-Stream-Token": (await mint(svc, caller, ses_id, conf.message_id))[0]}
     return await sse_answer(request, ses_id, conf.message_id, cur.parse(paused_at), headers)
 
 

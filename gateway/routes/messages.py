@@ -17,6 +17,7 @@ from gateway.bodies import parse, read_body
 from gateway.context import Services, services
 from gateway.limits import StreamSlot
 from gateway.routes.sessions import json
+from gateway.routes.tokens import mint
 from gateway.streaming import EventStreamResponse, open_reader
 from shared import cursor as cur
 from shared import keys, models
@@ -76,7 +77,8 @@ async def send_message(request: Request) -> Response:
     if created:
         await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, msg_id)
     msg_id = msg_id_final
-    headers = {"X-Message-Id": msg_id, "Content-Location": events_url(ses_id, msg_id)}
+    headers = {"X-Message-Id": msg_id, "Content-Location": events_url(ses_id, msg_id),
+               "X-Stream-Token": (await mint(svc, caller, ses_id, msg_id))[0]}  # for browsers (contract A)
     if idem:
         headers["Idempotent-Replayed"] = "false" if created else "true"
     if req.stream is False:

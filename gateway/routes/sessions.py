@@ -77,7 +77,14 @@ async def patch_session(request: Request) -> Response:
     ses_id = request.path_params["session_id"]
     await svc.sessions.load(caller.namespace_id, ses_id)
     req = parse(await read_body(request, svc.settings.max_body_bytes), models.PatchSessionRequest)
-    when = await svc.sessions.patch_memory(ses_id, req.user_memory)
+    if req.user_memory is None and req.session_name is None:
+        raise Invalid("Send user_memory (replaces the session's memory) or session_name (renames it)",
+                      code="invalid_body", details={"accepted_keys": ["user_memory", "session_name"]})
+    when = 0
+    if req.user_memory is not None:
+        when = await svc.sessions.patch_memory(ses_id, req.user_memory)
+    if req.session_name is not None:
+        when = await svc.sessions.rename(ses_id, req.session_name)
     return json(models.PatchSessionResponse(session_id=ses_id, updated_at=iso(when)))
 
 

@@ -116,6 +116,12 @@ class SessionStore:
             _, _, when = await pipe.execute()
         return int(when)
 
+    async def rename(self, ses_id: str, name: str) -> int:
+        """A name the user chose: replaces the generated one (which never overwrites it)."""
+        now = now_ms()
+        await self.redis.hset(keys.session(ses_id), mapping={"session_name": name, "updated_ms": now})
+        return now
+
     async def set_name(self, ses_id: str, name: str) -> None:
         await self.redis.hsetnx(keys.session(ses_id), "session_name", name)
 

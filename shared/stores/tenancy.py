@@ -3,6 +3,12 @@
 A key (``sk_...``) is stored only as its SHA-256 (keys are 190-bit random, so a fast hash is
 enough) and belongs to an organization with one or more namespaces. A namespace is named by
 name or by ``ns_`` id; both resolve to the same id.
+
+Each key also has a public id (``key_...``), the first characters of the secret as a prefix an
+operator can recognise, a name, a scope (``full``, or ``read``: list, get and stream only), an
+optional expiry and a revocation time. Keys made before those fields existed are adopted on
+first use (or by ``keys list``): they get an id and keep full scope and no expiry. Managing keys
+(list, revoke, rotate) is ``shared/stores/apikeys.py``; this module answers "who is calling".
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ import redis.asyncio as aioredis
 from shared import keys
 from shared.errors import NotFound, Unauthorized
 from shared.ids import new_id, now_ms
+
+FULL, READ = "full", "read"
+SCOPES = (FULL, READ)
+PREFIX_CHARS = 7  # "sk_" + 4 characters of the secret: enough to tell keys apart in a list
+LAST_USED_EVERY_MS = 60_000  # ``last_used`` is written at most this often per key per process
 
 
 def hash_key(api_key: str) -> str:
@@ -36,11 +47,29 @@ class Principal:
     key_hash: str
     org_id: str
     namespaces: frozenset[str]  # ns ids
+    key_id: str = ""
+    scope: str = FULL
+    expires_ms: int = 0  # 0: never
+
+
+def _int(record: dict[bytes, bytes], name: str) -> int:
+    raw = record.get(name.encode())
+    return int(raw) if raw else 0
+
+
+def check_record(record: dict[bytes, bytes], now: int) -> None:
+    """Refuse a revoked or expired key (the record exists)."""
+    if _int(record, "revoked_ms"):
+        raise Unauthorized("This API key was revoked", code="key_revoked")
+    expires = _int(record, "expires_ms")
+    if expires and expires <= now:
+        raise Unauthorized("This API key has expired", code="key_expired")
 
 
 class TenantStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._touched: dict[str, int] = {}  # key hash -> when this process last wrote last_used_ms
 
     async def ensure_namespace(self, name: str, org_id: str) -> str:
         existing = await self.redis.get(keys.namespace_by_name(name))
@@ -53,20 +82,47 @@ class TenantStore:
             return ns_id
         return (await self.redis.get(keys.namespace_by_name(name))).decode()
 
-    async def register_key(self, api_key: str, namespace: str, org_id: str | None = None) -> tuple[str, str]:
-        """Grant ``api_key`` access to ``namespace`` (created if new). Returns (ns_id, org_id)."""
+    async def register_key(self, api_key: str, namespace: str, org_id: str | None = None, *,
+                           name: str = "", scope: str = FULL, expires_ms: int = 0,
+                           origin: str = "") -> tuple[str, str]:
+        """Grant ``api_key`` access to ``namespace`` (created if new). Returns (ns_id, org_id).
+
+        A new key gets its id, name, scope and expiry here; granting a known key another
+        namespace leaves those as they are."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
         h = hash_key(api_key)
-        prior = await self.redis.hget(keys.api_key(h), "org_id")
-        org = prior.decode() if prior else (org_id or new_id("org"))
+        prior = await self.redis.hmget(keys.api_key(h), ["org_id", "id"])
+        org = prior[0].decode() if prior[0] else (org_id or new_id("org"))
         ns_id = await self.ensure_namespace(namespace, org)
         await self.redis.hset(keys.api_key(h), mapping={"org_id": org, "hash": h})
         await self.redis.sadd(keys.api_key(h) + ":ns", ns_id)
+        if prior[1] is None:
+            now = now_ms()
+            key_id = new_id("key")
+            fields = {"id": key_id, "name": name, "scope": scope, "created_ms": now,
+                      "expires_ms": expires_ms, "revoked_ms": 0, "prefix": api_key[:PREFIX_CHARS],
+                      "origin": origin}
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.api_key(h), mapping=fields)
+                pipe.set(keys.api_key_id(key_id), h)
+                pipe.zadd(keys.API_KEYS, {key_id: now})
+                await pipe.execute()
         return ns_id, org
 
     async def authenticate(self, api_key: str | None) -> Principal:
         if not api_key:
             raise Unauthorized("Missing API key: send Authorization: Bearer <key>", code="missing_api_key")
-        h = hash_key(api_key)
+        return await self._principal(hash_key(api_key))
+
+    async def authenticate_id(self, key_id: str) -> Principal:
+        """The principal of a key named by its public id (a stream token names its key so)."""
+        h = await self.redis.get(keys.api_key_id(key_id)) if key_id.startswith("key_") else None
+        if h is None:
+            raise Unauthorized("The API key behind this token no longer exists", code="invalid_api_key")
+        return await self._principal(h.decode())
+
+    async def _principal(self, h: str) -> Principal:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.api_key(h))
             pipe.smembers(keys.api_key(h) + ":ns")
@@ -76,7 +132,35 @@ class TenantStore:
         # lookup ever changes to a prefix index.
         if not record or not hmac.compare_digest(stored, h):
             raise Unauthorized("Invalid API key", code="invalid_api_key")
-        return Principal(h, record[b"org_id"].decode(), frozenset(n.decode() for n in namespaces))
+        now = now_ms()
+        check_record(record, now)
+        key_id = record[b"id"].decode() if b"id" in record else await self.adopt(h)
+        await self._touch(h, now)
+        scope = record.get(b"scope", FULL.encode()).decode()
+        return Principal(h, record[b"org_id"].decode(), frozenset(n.decode() for n in namespaces),
+                         key_id, scope if scope in SCOPES else READ, _int(record, "expires_ms"))
+
+    async def _touch(self, h: str, now: int) -> None:
+        # One write per key per minute per process, not one per request.
+        if now - self._touched.get(h, 0) < LAST_USED_EVERY_MS:
+            return
+        if len(self._touched) > 10_000:
+            self._touched.clear()
+        self._touched[h] = now
+        await self.redis.hset(keys.api_key(h), "last_used_ms", str(now))
+
+    async def adopt(self, h: str) -> str:
+        """Give a key made before key ids existed its id (idempotent, race-safe); full scope and
+        no expiry, as it had."""
+        key_id = new_id("key")
+        if await self.redis.hsetnx(keys.api_key(h), "id", key_id):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(keys.api_key(h), "scope", FULL)
+                pipe.set(keys.api_key_id(key_id), h)
+                pipe.zadd(keys.API_KEYS, {key_id: 0})
+                await pipe.execute()
+            return key_id
+        return (await self.redis.hget(keys.api_key(h), "id")).decode()
 
     async def resolve_namespace(self, principal: Principal, given: str | None) -> str:
         if not given:

@@ -1,6 +1,7 @@
 """A real browser resumes a message's events after the server drops the connection mid-answer.
 
-Proof (d) of issue 3: headless Chromium with its native ``EventSource`` follows the resume URL
+Proof (d) of issue 3: headless Chromium with its native ``EventSource`` (authorised by the stream token
+of the send answer in ``?access_token=``, never the API key) follows the resume URL
 ``GET /v1/agents/sessions/{sid}/messages/{mid}/events``. Between the browser and the gateway sits
 a small HTTP proxy (the "server side" as far as the browser can tell): it serves the test page,
 forwards the API, and on the first event stream only it cuts the response in the middle of the
@@ -188,7 +189,7 @@ class Proxy:
             client_w.write("\r\n".join([status_line, *resp_lines, "Connection: close", "", ""]).encode("latin-1"))
             stream: dict[str, Any] | None = None
             if method == "GET" and target.split("?", 1)[0].endswith("/events"):
-                stream = {"last_event_id": {k.lower(): v for k, v in headers}.get("last-event-id"),
+                stream = {"last_event_id": {k.lower(): v for k, v in headers}.get("last-event-id"), "target": target,
                           "status": int(status_line.split(" ")[1]), "ids": [], "types": [], "cut": False}
                 self.streams.append(stream)
             pump = self._cut if stream is not None and len(self.streams) == 1 else self._pass
@@ -311,10 +312,12 @@ async function main() {
     body: JSON.stringify({content: cfg.question}),
   });
   const mid = r.headers.get("X-Message-Id");
+  // The stream token names this message's stream only: the API key never goes in a URL.
+  const token = r.headers.get("X-Stream-Token");
   ctl.abort();
-  if (!r.ok || !mid) throw new Error(`send failed: ${r.status}`);
+  if (!r.ok || !mid || !token) throw new Error(`send failed: ${r.status}`);
   s.message_id = mid;
-  const q = new URLSearchParams({namespace: cfg.ns, access_token: cfg.key});
+  const q = new URLSearchParams({access_token: token});
   const es = new EventSource(`/v1/agents/sessions/${cfg.sid}/messages/${mid}/events?${q}`);
   es.addEventListener("open", () => { s.opens += 1; });
   for (const type of cfg.types) {
@@ -457,6 +460,8 @@ def test_browser_eventsource_resumes_after_server_drop(request: pytest.FixtureRe
     second = later[0]
     assert second["status"] == 200
     assert second["last_event_id"] == cut_id, (second["last_event_id"], cut_id)
+    # Both event-stream GETs carried the stream token, never the API key.
+    assert all("access_token=ast1." in st["target"] and key not in st["target"] for st in proxy.streams)
     stored_ids = [i for i, _, _ in stored]
     assert stored_ids.index(cut_id) < [t for _, t, _ in stored].index("message"), "cut was not mid-answer"
 
