@@ -23,7 +23,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -37,6 +37,7 @@ CLAUDE_PREFIXES = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4", "
                    "claude-3-5-haiku", "claude-3-7-sonnet", "claude-3-haiku")
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_T = TypeVar("_T")
 
 
 class CatalogueError(ValueError):
@@ -56,7 +57,7 @@ class _EntrySpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Spec(msgspec.Struct, forbid_unknown_fields=True):
-    models: dict[str, _EntrySpec] = msgspec.field(default_factory=dict)
+    models: dict[str, Any] = msgspec.field(default_factory=dict)  # each checked as an _EntrySpec
     default: str | None = None
 
 
@@ -142,12 +143,13 @@ def _json_document(text: str, where: str) -> Any:
 
 
 def from_document(document: Any, env: dict[str, str] | Any) -> ModelCatalogue:
-    try:
-        spec = msgspec.convert(document, _Spec)
-    except msgspec.ValidationError as exc:
-        raise CatalogueError(str(exc).replace("`$", "`")) from None
+    spec = _convert(document, _Spec, "")
     entries = []
-    for pattern, e in spec.models.items():
+    for pattern, raw_entry in spec.models.items():
+        if isinstance(raw_entry, dict) and "api_key" in raw_entry:
+            raise CatalogueError(f"models.{pattern}.api_key: keys are not written in the catalogue; put the key "
+                                 "in an environment variable and name it with api_key_env")
+        e = _convert(raw_entry, _EntrySpec, f"models.{pattern}")
         if not pattern.strip() or "*" in pattern[:-1]:
             raise CatalogueError(f"model name {pattern!r}: a name, or a prefix with one '*' at its end")
         if pattern == BUILTIN_MODEL:
@@ -175,6 +177,16 @@ def from_document(document: Any, env: dict[str, str] | Any) -> ModelCatalogue:
             and not _is_claude(spec.default):
         raise CatalogueError(f"default: {spec.default!r} is not among the configured models")
     return catalogue
+
+
+def _convert(value: Any, type_: type[_T], where: str) -> _T:
+    """msgspec's check, its message led by the place in the document ("models.x.provider: ...")."""
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).partition(" - at `$")
+        place = where + path.rstrip("`")
+        raise CatalogueError(f"{place.lstrip('.')}: {message}" if place else message) from None
 
 
 def _is_claude(name: str) -> bool:

@@ -103,17 +103,18 @@ def test_an_anthropic_entry_uses_the_anthropic_key_unless_it_names_its_own() -> 
 
 @pytest.mark.parametrize(("value", "says"), [
     ("{not json", "not valid JSON"),
-    ('{"models": {"x": {"provider": "mistral"}}}', "provider"),
+    ('{"models": {"x": {"provider": "mistral"}}}', "models.x.provider: Invalid enum value 'mistral'"),
     ('{"models": {"x": {"provider": "openai", "base_url": "127.0.0.1:11434"}}}', "http://"),
     ('{"models": {"x": {"provider": "openai", "api_key_env": "sk-1234"}}}', "api_key_env"),
-    ('{"models": {"x": {"provider": "openai", "temperature": 3}}}', "temperature"),
-    ('{"models": {"x": {"provider": "openai", "timeout_s": 0}}}', "timeout_s"),
-    ('{"models": {"x": {"provider": "openai", "api_key": "sk-inline"}}}', "api_key"),
+    ('{"models": {"x": {"provider": "openai", "temperature": 3}}}', "models.x.temperature: Expected `float` <= 2.0"),
+    ('{"models": {"x": {"provider": "openai", "timeout_s": 0}}}', "models.x.timeout_s"),
+    ('{"models": {"x": {"provider": "openai", "api_key": "sk-inline"}}}', "name it with api_key_env"),
     ('{"models": {"a*b": {"provider": "openai"}}}', "prefix"),
     ('{"models": {"p*": {"provider": "openai", "model": "q"}}}', "alias"),
     ('{"models": {"agentstream-builtin": {"provider": "openai"}}}', "built-in"),
     ('{"models": {}, "default": "nowhere"}', "default"),
-    ('{"modles": {}}', "modles"),
+    ('{"modles": {}}', "unknown field `modles`"),
+    ('{"models": {"x": 3}}', "models.x: Expected `object`"),
     ("models.yaml", ".toml"),
     ("/nonexistent/models.toml", "cannot read"),
 ])
