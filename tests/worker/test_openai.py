@@ -138,7 +138,8 @@ def test_a_server_that_numbers_every_call_zero_still_gives_separate_calls() -> N
     reader.feed(chunk([{"index": 0, "id": "a", "type": "function", "function": {"name": "list_collections",
                                                                                 "arguments": "{}"}}]))
     reader.feed(chunk([{"index": 0, "id": "b", "type": "function", "function": {"name": "smart_search",
-                                                                                "arguments": '{"query": "x"}'}}]))
+                                                                                "arguments": '{"query": '}}]))
+    reader.feed(chunk([{"index": 0, "function": {"arguments": '"x"}'}}]))
     reader.feed(chunk([], "tool_calls"))
     assert reader.finished
     assert [(u.name, u.inputs) for u in reader.tool_uses()] == [("list_collections", {}),

@@ -186,48 +186,53 @@ class StreamReader:
 
     def __init__(self, first_position: int = 0) -> None:
         self.first_position = first_position  # tool calls of earlier steps in this message
-        self.calls: dict[int, _Call] = {}
+        self.calls: dict[int, _Call] = {}  # in the order they opened
+        self._slots: dict[int, int] = {}  # the server's index -> its current call in ``calls``
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.finished = False
 
     def feed(self, chunk: ChatCompletionChunk) -> list[StepEvent]:
         out: list[StepEvent] = []
-        if chunk.usage is not None:
+        if getattr(chunk, "usage", None) is not None:
             # The usage chunk (empty choices) comes last; some servers put it on the final choice.
-            self.prompt_tokens = chunk.usage.prompt_tokens or 0
-            self.completion_tokens = chunk.usage.completion_tokens or 0
-        for choice in chunk.choices:
-            if choice.index != 0:
+            self.prompt_tokens = getattr(chunk.usage, "prompt_tokens", 0) or 0
+            self.completion_tokens = getattr(chunk.usage, "completion_tokens", 0) or 0
+        for choice in chunk.choices or ():
+            # getattr: the SDK builds chunks without validation, and some servers leave keys out.
+            if getattr(choice, "index", 0) not in (0, None):
                 continue  # n > 1 is never asked for
-            delta = choice.delta
+            delta = getattr(choice, "delta", None)
             if delta is not None:
-                if delta.content:
-                    out.append(TextDelta(delta.content))
-                if delta.refusal:
-                    out.append(TextDelta(delta.refusal))
-                for part in delta.tool_calls or ():
+                if content := getattr(delta, "content", None):
+                    out.append(TextDelta(content))
+                if refusal := getattr(delta, "refusal", None):
+                    out.append(TextDelta(refusal))
+                for part in getattr(delta, "tool_calls", None) or ():
                     self._add(part)
-            if choice.finish_reason is not None:
+            if getattr(choice, "finish_reason", None) is not None:
                 self.finished = True
         return out
 
     def _add(self, part: Any) -> None:
-        index = part.index if isinstance(getattr(part, "index", None), int) else len(self.calls)
-        call = self.calls.get(index)
-        if call is not None and part.id and call.provider_id and part.id != call.provider_id:
-            # A server that numbers every call 0 (seen with some local servers): a new id is a new call.
-            index = max(self.calls) + 1
-            call = None
-        if call is None:
-            call = self.calls[index] = _Call()
-        if part.id and not call.provider_id:
-            call.provider_id = part.id
-        fn = part.function
+        index = part.index if isinstance(getattr(part, "index", None), int) else len(self._slots)
+        part_id = getattr(part, "id", None)
+        slot = self._slots.get(index)
+        if slot is not None and part_id and self.calls[slot].provider_id not in ("", part_id):
+            # A server that numbers every call 0 (seen with some local servers): a new id is a
+            # new call, and the fragments after it are its own.
+            slot = None
+        if slot is None:
+            slot = self._slots[index] = len(self.calls)
+            self.calls[slot] = _Call()
+        call = self.calls[slot]
+        if part_id and not call.provider_id:
+            call.provider_id = part_id
+        fn = getattr(part, "function", None)
         if fn is not None:
-            if fn.name and not call.name:
+            if getattr(fn, "name", None) and not call.name:
                 call.name = fn.name
-            if fn.arguments:
+            if getattr(fn, "arguments", None):
                 call.parts.append(fn.arguments)
 
     def tool_uses(self) -> list[ToolUse]:
