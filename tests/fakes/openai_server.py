@@ -194,12 +194,10 @@ def problem(body: Any, headers: dict[str, str], api_key: str | None) -> tuple[in
                                "integer_below_min_value", "max_tokens")
     if "temperature" in body and not (isinstance(body["temperature"], int | float) and 0 <= body["temperature"] <= 2):
         return 400, error_body("Invalid 'temperature'.", "invalid_request_error", param="temperature")
-    defined = set()
     for n, tool in enumerate(body.get("tools") or []):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if tool.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             return 400, error_body(f"Invalid 'tools[{n}]'.", "invalid_request_error", param=f"tools[{n}]")
-        defined.add(fn["name"])
     for n, m in enumerate(messages):
         role = m.get("role") if isinstance(m, dict) else None
         if role not in ("system", "developer", "user", "assistant", "tool"):
@@ -212,9 +210,6 @@ def problem(body: Any, headers: dict[str, str], api_key: str | None) -> tuple[in
             if c.get("type") != "function" or not c.get("id") or not isinstance(fn.get("arguments"), str):
                 return 400, error_body(f"Invalid 'messages[{n}].tool_calls'.", "invalid_request_error",
                                        param=f"messages[{n}].tool_calls")
-            if fn.get("name") not in defined:
-                return 400, error_body(f"messages[{n}]: tool {fn.get('name')!r} is not among the tools",
-                                       "invalid_request_error", param=f"messages[{n}].tool_calls")
         if calls:
             answered = set()
             for after in messages[n + 1:]:

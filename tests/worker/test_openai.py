@@ -174,6 +174,7 @@ async def test_429_with_retry_after_is_retried_by_the_sdk(fake: FakeOpenAI, mode
     events = await collect(model, make_turn())
     assert events[0] == TextDelta("after the wait")
     assert [s.status for s in fake.served] == [429, 200]
+    assert fake.served[1].headers["x-stainless-retry-count"] == "1"  # the SDK's own retry
 
 
 async def test_refusals_are_retried_within_the_budget_then_reported(fake: FakeOpenAI, model: OpenAIModel) -> None:
