@@ -97,10 +97,20 @@ def tokens_seen(n: int, after: str | None = None):  # type: ignore[no-untyped-de
     return pred
 
 
-def test_cancel_closes_the_providers_stream(gw: Proc, api: httpx.Client, responder: FakeOpenAI) -> None:
+WORDS = [f"w{i} " for i in range(40)]
+
+
+@pytest.mark.parametrize("reply", [
+    # The server has gone quiet: the worker learns of the cancel when its lease is refused.
+    Reply([Text("one ", "two ", "three ", "four")], stall_after=3),
+    # Tokens still flowing: the next token's append is refused, and the step is closed at once.
+    Reply([Text(*WORDS)], delay_s=0.25),
+], ids=["stalled", "streaming"])
+def test_cancel_closes_the_providers_stream(gw: Proc, api: httpx.Client, responder: FakeOpenAI,
+                                            reply: Reply) -> None:
     fake = responder
     first = len(fake.served)
-    fake.script(Reply([Text("one ", "two ", "three ", "four")], stall_after=3))
+    fake.script(reply)
     sid = new_session(api, model=MODEL)
     listener, mid = start(gw, api, sid, "hello")
     listener.wait_for(tokens_seen(2))
@@ -111,6 +121,7 @@ def test_cancel_closes_the_providers_stream(gw: Proc, api: httpx.Client, respond
     listener.join(20)
     assert listener.events[-1].type == "error" and listener.events[-1].data["code"] == "cancelled"
     assert served.disconnected.wait(15)  # the worker closed the connection: no tokens paid for after it
+    assert served.chunks_sent < len(WORDS)  # the answer was cut short, not read to its end
     assert len(fake.served) - first == 1
 
 
