@@ -46,6 +46,7 @@ class Reply:
     error_type: str = "server_error"
     error_code: str | None = None
     retry_after: str | None = None  # the refusal's retry-after header (seconds)
+    retry_after_ms: str | None = None  # and OpenAI's retry-after-ms, which its SDKs read first
     error_after: int | None = None  # send an error chunk instead of chunk n, then end (no [DONE])
     cut_after: int | None = None  # close the stream silently after n chunks (no finish, no [DONE])
     stall_after: int | None = None  # after n chunks send nothing more until the client goes away

@@ -148,7 +148,8 @@ class FakeOpenAI:
             reply = self.responder(body)
         served.status = reply.status
         if reply.status != 200:
-            extra = {"retry-after": reply.retry_after} if reply.retry_after is not None else {}
+            extra = {name: value for name, value in (("retry-after", reply.retry_after),
+                                                     ("retry-after-ms", reply.retry_after_ms)) if value is not None}
             await self._json(send, reply.status,
                              error_body(f"fake refusal ({reply.status})", reply.error_type, reply.error_code),
                              extra)

@@ -178,7 +178,7 @@ async def test_429_with_retry_after_is_retried_by_the_sdk(fake: FakeOpenAI, mode
 
 
 async def test_refusals_are_retried_within_the_budget_then_reported(fake: FakeOpenAI, model: OpenAIModel) -> None:
-    fake.script(*[Reply(status=503, error_type="server_error")] * 3)  # 1 + max_retries
+    fake.script(*[Reply(status=503, error_type="server_error", retry_after_ms="20")] * 3)  # 1 + max_retries
     with pytest.raises(ProviderError) as caught:
         await collect(model, make_turn())
     err = caught.value

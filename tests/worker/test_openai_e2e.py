@@ -226,7 +226,8 @@ def test_429_beyond_the_retry_budget_is_a_provider_error_with_the_status(api: ht
                                                                          responder: FakeOpenAI) -> None:
     fake = responder
     first = len(fake.served)
-    fake.script(*[Reply(status=429, error_type="requests", error_code="rate_limit_exceeded", retry_after="0")] * 3)
+    fake.script(*[Reply(status=429, error_type="requests", error_code="rate_limit_exceeded",
+                        retry_after_ms="20")] * 3)
     sid = new_session(api, model=MODEL)
     _, events = ask(api, sid, "hello")
     assert [e.type for e in events] == ["intent", "thinking", "error"]
