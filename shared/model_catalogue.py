@@ -226,9 +226,12 @@ def resolve(settings: Settings, requested: str | None) -> Resolved:
     if name == BUILTIN_MODEL:
         return Resolved(name, "builtin")
     entry = catalogue_of(settings).find(name)
-    if entry is not None and entry.provider == "anthropic" and not entry.needs_key:
-        # An Anthropic entry without a key variable of its own uses ANTHROPIC_API_KEY.
-        entry = dataclasses.replace(entry, api_key_env="ANTHROPIC_API_KEY", api_key=settings.anthropic_api_key)
+    if entry is not None and entry.provider == "anthropic":
+        # What an Anthropic entry leaves out comes from the Anthropic settings, as for Claude.
+        if not entry.needs_key:
+            entry = dataclasses.replace(entry, api_key_env="ANTHROPIC_API_KEY", api_key=settings.anthropic_api_key)
+        if entry.base_url is None:
+            entry = dataclasses.replace(entry, base_url=settings.anthropic_base_url)
     if entry is None and _is_claude(name):
         entry = _claude(settings)
     if entry is None:

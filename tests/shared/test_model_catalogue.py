@@ -94,11 +94,14 @@ def test_an_anthropic_entry_uses_the_anthropic_key_unless_it_names_its_own() -> 
     doc = {"models": {"claude-opus-4*": {"provider": "anthropic"},
                       "proxy-claude": {"provider": "anthropic", "base_url": "http://127.0.0.1:9000",
                                        "api_key_env": "PROXY_KEY", "model": "claude-sonnet-4-5"}}}
-    s = settings(doc, ANTHROPIC_API_KEY="sk-ant", PROXY_KEY="sk-proxy")
+    s = settings(doc, ANTHROPIC_API_KEY="sk-ant", PROXY_KEY="sk-proxy",
+                 AGENTSTREAM_ANTHROPIC_BASE_URL="http://127.0.0.1:8765")
     opus = resolve(s, "claude-opus-4-1").entry  # configured on purpose: allowed
     assert opus is not None and opus.api_key is not None and opus.api_key.reveal() == "sk-ant"
+    assert opus.base_url == "http://127.0.0.1:8765"
     proxy = resolve(s, "proxy-claude").entry
     assert proxy is not None and proxy.api_key is not None and proxy.api_key.reveal() == "sk-proxy"
+    assert proxy.base_url == "http://127.0.0.1:9000"
 
 
 @pytest.mark.parametrize(("value", "says"), [
