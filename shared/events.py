@@ -88,6 +88,7 @@ class Error(Event, tag="error"):
     recoverable: bool
     code: str | None = None  # stable machine-readable reason (cancelled, max_tries_exceeded, ...)
     message_id: str | None = None
+    details: dict[str, Any] | None = None  # e.g. provider_error: provider, kind, status, retryable
 
 
 class RetrieverExecution(Event, tag="retriever_execution"):

@@ -24,7 +24,8 @@ class Request(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AgentConfig(Request, omit_defaults=False):
-    model: str | None = DEFAULT_MODEL
+    # None: the server's default (shared/model_catalogue.py). The SDK always sends its own default.
+    model: str | None = None
     temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = 0.7
     max_tokens: Annotated[int, Meta(ge=1, le=100_000)] | None = 4096
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
@@ -123,6 +124,7 @@ class GetSessionResponse(Response):
     expires_at: str
     # Not in the SDK model (ignored by it): what really runs and the session's quotas.
     effective_model: str = BUILTIN_MODEL
+    model_provider: str = "builtin"  # builtin | anthropic | openai
     quotas: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
 

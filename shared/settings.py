@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.model_catalogue import ModelCatalogue
 
 PREFIX = "AGENTSTREAM_"
 
@@ -61,6 +64,10 @@ class Settings:
     fallback_to_builtin: bool = False
     anthropic_api_key: Secret | None = None
     anthropic_base_url: str | None = None
+
+    # Models by configuration: AGENTSTREAM_MODELS holds JSON or the path of a .json / .toml file
+    # mapping model names and prefixes to providers (shared/model_catalogue.py, README "Models").
+    models: ModelCatalogue | None = None
 
     # SSE
     heartbeat_s: float = 15.0
@@ -135,6 +142,9 @@ class Settings:
                 raw = env.get("ANTHROPIC_API_KEY")
             if raw is None or raw == "":
                 continue
+            if f.name == "models":
+                values[f.name] = _catalogue(var, raw, env)
+                continue
             values[f.name] = _parse(var, f.type, raw)
         values.update(overrides)
         settings = cls(**values)
@@ -170,6 +180,15 @@ class Settings:
 
 # Variables that belong to tools around the service (tests, bench), not to the service itself.
 _IGNORED = {"test_external_redis", "bench_quick"}
+
+
+def _catalogue(var: str, raw: str, env: Mapping[str, str]) -> ModelCatalogue:
+    from shared import model_catalogue  # noqa: PLC0415 - it builds on this module's Secret
+
+    try:
+        return model_catalogue.load(raw, env)
+    except model_catalogue.CatalogueError as exc:
+        raise SettingsError(f"{var}: {exc}") from None
 
 
 def _parse(var: str, type_: Any, raw: str) -> Any:

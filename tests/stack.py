@@ -61,9 +61,10 @@ class Stack:
         self.redis_url = connect.url_for(self.data_dir)
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        # The caller's own service settings (and any real Anthropic key) never leak into a test stack.
+        # The caller's own service settings (and any real Anthropic or OpenAI key, base URL or
+        # organisation, which the SDKs would read by themselves) never leak into a test stack.
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AGENTSTREAM_", "ANTHROPIC_"))}
+               if not k.startswith(("AGENTSTREAM_", "ANTHROPIC_", "OPENAI_"))}
         env.update({"AGENTSTREAM_REDIS_URL": self.redis_url, "AGENTSTREAM_LOG_LEVEL": "warning",
                     "AGENTSTREAM_FALLBACK_TO_BUILTIN": "true", "PYTHONUNBUFFERED": "1"})
         env.update(self.env)

@@ -8,12 +8,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 
-from shared.models import BUILTIN_MODEL
+from shared import model_catalogue
+from shared.errors import Invalid
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
+from worker.models import registry
 from worker.models.base import Model
-from worker.models.builtin import BuiltinModel
+from worker.models.errors import ProviderError
 from worker.tools.base import Tool
 
 
@@ -29,15 +31,17 @@ class Deps:
     models: dict[str, Model] = field(default_factory=dict)
 
     def model_for(self, name: str) -> Model:
-        if name == BUILTIN_MODEL or not self.settings.anthropic_api_key:
-            return self.models.setdefault(BUILTIN_MODEL, BuiltinModel(self.settings.builtin_token_delay_ms))
-        if name not in self.models:
-            from worker.models.anthropic import AnthropicModel  # noqa: PLC0415 - optional provider
-
-            key = self.settings.anthropic_api_key
-            self.models[name] = AnthropicModel(api_key=key.reveal() if key else "",
-                                               base_url=self.settings.anthropic_base_url)
-        return self.models[name]
+        """The model object for a session's effective model: one per catalogue entry, kept."""
+        try:
+            resolved = model_catalogue.resolve(self.settings, name)
+        except Invalid as exc:
+            # The session was accepted by a gateway configured otherwise than this worker.
+            raise ProviderError(f"this worker cannot run model {name!r}: {exc.message}", kind=exc.code or "",
+                                provider="catalogue") from None
+        key = registry.cache_key(resolved)
+        if key not in self.models:
+            self.models[key] = registry.build(resolved, self.settings)
+        return self.models[key]
 
 
 def tool_registry() -> dict[str, Any]:

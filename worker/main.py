@@ -77,7 +77,7 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
     except ProviderError as exc:
         log.warning("message %s attempt %d: model provider failed: %s", msg_id, attempt, exc)
         await _fail(deps, ses_id, msg_id, attempt, "provider_error", f"The model provider failed: {exc}",
-                    recoverable=exc.retryable)
+                    recoverable=exc.retryable, details=exc.details())
         return "failed"
     except EventTooLarge as exc:
         await _fail(deps, ses_id, msg_id, attempt, "event_too_large", str(exc))
@@ -91,10 +91,11 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
 
 
 async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, message: str,
-                recoverable: bool = False) -> None:
+                recoverable: bool = False, details: dict[str, Any] | None = None) -> None:
     with contextlib.suppress(Fenced):
         await deps.messages.append(ses_id, msg_id, attempt,
-                                   [Error(message=message, recoverable=recoverable, code=code, message_id=msg_id)],
+                                   [Error(message=message, recoverable=recoverable, code=code, message_id=msg_id,
+                                          details=details)],
                                    status="failed")
 
 

@@ -4,6 +4,7 @@ attempt, through the emitter (which also makes a retry continue or explicitly re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -94,15 +95,17 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     tokens = 0
     for _ in range(MAX_STEPS):
         uses: list[ToolUse] = []
-        async for ev in model.step(turn):
-            match ev:
-                case TextDelta(text=piece):
-                    text.append(piece)
-                    await em.emit(Token(content=piece))
-                case ToolUse():
-                    uses.append(ev)
-                case Usage(input_tokens=i, output_tokens=o):
-                    tokens += i + o
+        # Closed however the loop ends (a fenced append, a cancel): the provider's stream with it.
+        async with contextlib.aclosing(model.step(turn)) as steps:  # type: ignore[type-var]
+            async for ev in steps:
+                match ev:
+                    case TextDelta(text=piece):
+                        text.append(piece)
+                        await em.emit(Token(content=piece))
+                    case ToolUse():
+                        uses.append(ev)
+                    case Usage(input_tokens=i, output_tokens=o):
+                        tokens += i + o
         if not uses:
             break
         if len(uses) > 1 or not turn.reports:

@@ -14,51 +14,50 @@ from gateway.auth import authenticate
 from gateway.bodies import parse, read_body
 from gateway.context import services
 from intent import classify
-from shared import models
+from shared import model_catalogue, models
 from shared.errors import BadRequest, Invalid, NotFound
 from shared.ids import iso, now_ms
+from shared.settings import Settings
 from shared.stores import sessions
 from shared.stores.session_log import FeedbackEntry
 
 _encoder = msgspec.json.Encoder()
-SUPPORTED_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4", "claude-3-5-sonnet",
-                    "claude-3-5-haiku", "claude-3-7-sonnet", "claude-3-haiku")
 
 
 def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(_encoder.encode(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def effective_model(requested: str | None, request: Request) -> str:
-    """Which model really runs. Unknown or Opus models are refused; a Claude model without a
-    configured key runs on the built-in model only if the server allows that fallback."""
-    settings = services(request).settings
-    model = requested or models.DEFAULT_MODEL
-    if model == models.BUILTIN_MODEL:
-        return model
-    if "opus" in model or not model.startswith(SUPPORTED_MODELS):
-        raise Invalid(f"Model {model!r} is not supported: use an Anthropic Claude (non-Opus) model "
-                      f"or {models.BUILTIN_MODEL!r}", code="unsupported_model",
-                      details={"model": model})
-    if settings.anthropic_api_key:
-        return model
-    if settings.fallback_to_builtin:
-        return models.BUILTIN_MODEL
-    raise Invalid(f"Model {model!r} needs ANTHROPIC_API_KEY on the server; none is configured",
-                  code="model_not_configured", details={"model": model})
+def effective_config(config: models.AgentConfig, raw: bytes,
+                     settings: Settings) -> tuple[models.AgentConfig, model_catalogue.Resolved]:
+    """The session's config and the model that will run it, from the catalogue (422 if none can
+    run here). A request that names no model gets the default's name; ``max_tokens`` and
+    ``temperature`` it leaves out (or sends as null) take the model's configured defaults."""
+    resolved = model_catalogue.resolve(settings, config.model)
+    given = msgspec.json.decode(raw).get("agent_config") or {}
+    changes: dict[str, Any] = {"model": config.model or resolved.name}
+    if resolved.entry is not None:
+        for name in ("max_tokens", "temperature"):
+            default = getattr(resolved.entry, name)
+            if default is not None and given.get(name) is None:
+                changes[name] = default
+    return msgspec.structs.replace(config, **changes), resolved
 
 
 async def create_session(request: Request) -> Response:
     caller = await authenticate(request)
     svc = services(request)
-    req = parse(await read_body(request, svc.settings.max_body_bytes), models.CreateSessionRequest)
+    raw = await read_body(request, svc.settings.max_body_bytes)
+    req = parse(raw, models.CreateSessionRequest)
     unknown = set(req.agent_config.available_tools or ()) - set(catalogue.BY_NAME)
     if unknown:
         raise Invalid(f"Unknown tools in available_tools: {', '.join(sorted(unknown))}",
                       code="unknown_tool", details={"unknown": sorted(unknown),
                                                     "accepted": sorted(catalogue.BY_NAME)})
-    model = effective_model(req.agent_config.model, request)
-    h = await svc.sessions.create(caller.namespace_id, caller.principal.org_id, req, model)
+    config, resolved = effective_config(req.agent_config, raw, svc.settings)
+    req = msgspec.structs.replace(req, agent_config=config)
+    h = await svc.sessions.create(caller.namespace_id, caller.principal.org_id, req, resolved.name,
+                                  resolved.provider)
     s = sessions.to_response(h)
     return json(models.CreateSessionResponse(
         session_id=s.session_id, namespace_id=s.namespace_id, internal_id=s.internal_id,

@@ -52,7 +52,8 @@ class SessionStore:
         self.redis = redis
         self.settings = settings
 
-    async def create(self, ns_id: str, org_id: str, req: CreateSessionRequest, effective_model: str) -> dict[bytes, bytes]:
+    async def create(self, ns_id: str, org_id: str, req: CreateSessionRequest, effective_model: str,
+                     model_provider: str = "builtin") -> dict[bytes, bytes]:
         ses_id = new_id("ses")
         now = now_ms()
         expires = now + self.settings.session_ttl_s * 1000
@@ -62,6 +63,7 @@ class SessionStore:
             "internal_id": org_id,
             "agent_config": _json.encode(req.agent_config),
             "effective_model": effective_model,
+            "model_provider": model_provider,
             "enable_memory": "1" if req.enable_memory is not False else "0",
             "status": "active",
             "created_ms": now,
@@ -233,6 +235,9 @@ def to_response(h: dict[bytes, bytes]) -> GetSessionResponse:
         last_activity_at=iso(_num(h, "last_activity_ms")),
         expires_at=iso(_num(h, "expires_ms")),
         effective_model=_s(h, "effective_model") or BUILTIN_MODEL,
+        # Sessions from before the catalogue ran Claude or the built-in model.
+        model_provider=_s(h, "model_provider") or ("anthropic" if (_s(h, "effective_model") or "")
+                                                   .startswith("claude") else "builtin"),
         quotas=_obj(h, "quotas"),
         metadata=_obj(h, "metadata"),
     )

@@ -1,5 +1,6 @@
-"""One contract, every model: the built-in model and Anthropic (against the local fake) must
-behave alike at the ``step`` interface, since the pipeline drives both the same way."""
+"""One contract, every model: the built-in model, Anthropic and an OpenAI-compatible server
+(against their local fakes) must behave alike at the ``step`` interface, since the pipeline
+drives them all the same way."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 import pytest
 
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.openai_server import FakeOpenAI
 from worker.models.anthropic import AnthropicModel
 from worker.models.base import Model, StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage
 from worker.models.builtin import BuiltinModel
+from worker.models.openai import OpenAIModel
 
 pytestmark = pytest.mark.anyio
 
@@ -45,10 +48,21 @@ def fake() -> Iterator[FakeAnthropic]:
         yield server
 
 
-@pytest.fixture(params=["builtin", "anthropic"])
-async def model(request: pytest.FixtureRequest, fake: FakeAnthropic) -> AsyncIterator[Model]:
+@pytest.fixture(scope="module")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:  # its default responder behaves like the Anthropic fake's
+        yield server
+
+
+@pytest.fixture(params=["builtin", "anthropic", "openai"])
+async def model(request: pytest.FixtureRequest, fake: FakeAnthropic,
+                fake_openai: FakeOpenAI) -> AsyncIterator[Model]:
     if request.param == "builtin":
         yield BuiltinModel()
+        return
+    if request.param == "openai":
+        async with OpenAIModel(base_url=fake_openai.base_url) as m:
+            yield m
         return
     async with AnthropicModel(api_key="sk-contract", base_url=fake.url) as m:
         yield m

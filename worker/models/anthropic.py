@@ -73,7 +73,7 @@ class AnthropicModel:
                 raise provider_error(exc, mid_stream=yielded) from exc
         if not reader.stopped:
             raise ProviderError("Anthropic stream ended before message_stop", kind="incomplete_stream",
-                                retryable=True, mid_stream=yielded)
+                                retryable=True, mid_stream=yielded, provider="anthropic")
         yield reader.usage()
 
 
@@ -149,7 +149,7 @@ class _ToolBlock:
             inputs = _decode_inputs.decode(raw)
         except msgspec.DecodeError as exc:
             raise ProviderError(f"Anthropic sent invalid JSON input for tool {self.name!r}: {exc}",
-                                kind="invalid_tool_input", mid_stream=True) from exc
+                                kind="invalid_tool_input", mid_stream=True, provider="anthropic") from exc
         return ToolUse(tool_call_id=self.id, name=self.name, inputs=inputs)
 
 
@@ -207,14 +207,15 @@ def provider_error(exc: Exception, *, mid_stream: bool) -> ProviderError:
         detail = exc.api_message or exc.message
         retryable = kind in _RETRYABLE_KINDS or status in (408, 409, 429) or status >= 500
         return ProviderError(f"Anthropic {kind} ({where}): {detail}", kind=kind, retryable=retryable,
-                             mid_stream=mid_stream)
+                             mid_stream=mid_stream, status=status if status >= 400 else None, provider="anthropic")
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderError("Anthropic request timed out", kind="timeout_error", retryable=True,
-                             mid_stream=mid_stream)
+                             mid_stream=mid_stream, provider="anthropic")
     if isinstance(exc, anthropic.APIConnectionError | httpx2.HTTPError):
         return ProviderError(f"Anthropic connection failed: {exc}", kind="connection_error",
-                             retryable=True, mid_stream=mid_stream)
+                             retryable=True, mid_stream=mid_stream, provider="anthropic")
     if isinstance(exc, ValueError):
         return ProviderError(f"Anthropic sent a malformed stream event: {exc}", kind="malformed_event",
-                             mid_stream=mid_stream)
-    return ProviderError(f"Anthropic client error: {exc}", kind=type(exc).__name__, mid_stream=mid_stream)
+                             mid_stream=mid_stream, provider="anthropic")
+    return ProviderError(f"Anthropic client error: {exc}", kind=type(exc).__name__, mid_stream=mid_stream,
+                         provider="anthropic")
