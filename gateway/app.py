@@ -18,9 +18,10 @@ from starlette.routing import Route
 from gateway import errors
 from gateway.context import Services, services
 from gateway.hub import Hub
+from gateway.observe import Observe, metrics_endpoint
 from gateway.routes import messages as message_routes
 from gateway.routes import sessions as session_routes
-from shared import connect, keys
+from shared import connect, keys, metrics
 from shared.ids import now_ms
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
@@ -51,7 +52,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
             await hub.stop()
             await redis.aclose()
 
-    middleware = []
+    middleware = [Middleware(Observe)]  # outermost: sees every answer, CORS ones too
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST", "PATCH", "DELETE"],
@@ -62,10 +63,12 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         *session_routes.ROUTES,
         *message_routes.ROUTES,
         *_optional_routes(),
     ]
+    metrics.register_routes(r.path for r in routes)
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
 

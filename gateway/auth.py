@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from gateway.context import services
 from gateway.limits import check_rate
+from shared import logs
 from shared.stores.tenancy import Principal
 
 
@@ -31,4 +32,5 @@ async def authenticate(request: Request) -> Caller:
     given = request.headers.get("x-namespace") or request.query_params.get("namespace")
     ns_id = await svc.tenants.resolve_namespace(principal, given)
     request.state.key_hash = principal.key_hash
+    logs.bind(namespace_id=ns_id)
     return Caller(principal, ns_id)

@@ -100,6 +100,11 @@ class Settings:
     max_streams_per_key: int = 0  # concurrent open SSE streams per key, 0 = off
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
+    # Observability (metrics, logs, traces; README "Operating")
+    log_format: str = "human"  # or "json": one JSON object per line
+    worker_metrics_port: int = 0  # a worker serves /metrics and /healthz here; 0 = off
+    otel_endpoint: str | None = None  # OTLP/HTTP base URL; unset: OTEL_EXPORTER_OTLP_ENDPOINT, else off
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
@@ -114,6 +119,8 @@ class Settings:
             raw = env.get(var)
             if f.name == "anthropic_api_key" and raw is None:
                 raw = env.get("ANTHROPIC_API_KEY")
+            if f.name == "otel_endpoint" and raw is None:
+                raw = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(var, f.type, raw)
@@ -139,6 +146,10 @@ class Settings:
                 f"{PREFIX}MESSAGE_RECORD_TTL_S: must be >= {PREFIX}MESSAGE_STREAM_TTL_S "
                 "(the outcome outlives the stream)"
             )
+        if self.log_format not in ("human", "json"):
+            raise SettingsError(f"{PREFIX}LOG_FORMAT: must be human or json")
+        if not 0 <= self.worker_metrics_port < 65536:
+            raise SettingsError(f"{PREFIX}WORKER_METRICS_PORT: must be a port number, or 0 for off")
         if "*" in self.cors_origins:
             raise SettingsError(f"{PREFIX}CORS_ORIGINS: '*' is refused; name the origins")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
