@@ -122,6 +122,8 @@ def traced_tools(tools: dict[str, Tool]) -> dict[str, Tool]:
 
 # -- /metrics and /healthz ------------------------------------------------------------------------
 
+PATHS = ("/metrics", "/healthz")  # what the metrics port answers (probes and scrapes use these)
+
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
