@@ -18,7 +18,7 @@ from starlette.routing import Route
 from gateway import errors
 from gateway.context import Services, services
 from gateway.hub import Hub
-from gateway.observe import Observe, metrics_endpoint
+from gateway.observe import Observe
 from gateway.routes import messages as message_routes
 from gateway.routes import sessions as session_routes
 from shared import connect, keys, metrics
@@ -63,7 +63,6 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
         *session_routes.ROUTES,
         *message_routes.ROUTES,
         *_optional_routes(),

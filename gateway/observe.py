@@ -24,6 +24,7 @@ import msgspec
 from shared import logs, metrics, tracing
 
 access = logging.getLogger("agentstream.access")
+METRICS_PATH = "/metrics"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _ID = re.compile(r"(ses|msg)_[A-Za-z0-9]{1,60}")
 _reset = msgspec.json.Decoder(dict)
@@ -98,6 +99,7 @@ class Observe:
                     time.perf_counter() - started)
                 if sse and status == 200:
                     st["sse"] = kind = _stream_kind(route)
+                    st["delivered"] = metrics.EVENTS_DELIVERED.labels(kind)  # once, not per event
                     metrics.OPEN_STREAMS.labels(kind).inc()
                 elif resume and status == 204:
                     metrics.RESUMES.labels("complete_204", "").inc()
@@ -105,12 +107,11 @@ class Observe:
                 body = message.get("body", b"")
                 n = _count_events(body) if body else 0
                 if n:
-                    kind = st["sse"]
-                    metrics.EVENTS_DELIVERED.labels(kind).inc(n)
+                    st["delivered"].inc(n)
                     st["events"] += n
                     if not st["first"]:
                         st["first"] = True
-                        metrics.FIRST_EVENT_SECONDS.labels(kind).observe(time.perf_counter() - started)
+                        metrics.FIRST_EVENT_SECONDS.labels(st["sse"]).observe(time.perf_counter() - started)
                         if resume:
                             reason = _reset_reason(body)
                             metrics.RESUMES.labels("exact" if reason is None else "reset", reason or "").inc()
@@ -119,7 +120,8 @@ class Observe:
         try:
             with tracing.span(f"{method} {path}", parent=parent, kind="server", **{
                     "http.request.method": method, "agentstream.request_id": rid, **ids}) as span:
-                await self.app(scope, receive, send_wrapper)
+                app = _metrics if path == METRICS_PATH and method in ("GET", "HEAD") else self.app
+                await app(scope, receive, send_wrapper)
                 route = _route(scope)
                 if span is not None:
                     span.update_name(f"{method} {route}")
@@ -147,12 +149,14 @@ def _route(scope: dict[str, Any]) -> str:
     route = scope.get("route")
     template = getattr(route, "path", None)
     if template is None:
-        return "/metrics" if scope["path"] == "/metrics" else "unmatched"
+        return METRICS_PATH if scope["path"] == METRICS_PATH else "unmatched"
     return metrics.bounded("route", template)
 
 
-async def metrics_endpoint(request: Any) -> Any:
-    from starlette.responses import Response
-
+async def _metrics(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``GET /metrics``, answered here rather than by a route: an operator's endpoint, not part
+    of the API (nor of its OpenAPI document); nginx keeps it off the front door."""
     body, content_type = metrics.exposition()
-    return Response(body, media_type=content_type)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
