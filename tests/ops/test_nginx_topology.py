@@ -26,6 +26,7 @@ from tests.stack import ROOT, Proc, Stack, free_port
 pytestmark = pytest.mark.integration
 
 CONF = ROOT / "deploy" / "nginx.conf"
+WORKER_METRICS: dict[int, str] = {}  # worker pid -> its metrics URL
 
 
 def nginx_binary() -> str:
@@ -83,10 +84,13 @@ class Nginx:
 def topology() -> Iterator[tuple[Stack, list[Proc], Nginx]]:
     # Paced tokens (so an answer is still running when a gateway dies) and a short heartbeat (so
     # the gaps between tokens carry heartbeats).
-    s = Stack(env={"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "150", "AGENTSTREAM_HEARTBEAT_S": "0.05"})
+    s = Stack(env={"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "150", "AGENTSTREAM_HEARTBEAT_S": "0.05",
+                   "AGENTSTREAM_LEASE_S": "2"})
     s.start_redis()
-    s.start_worker()
-    s.start_worker()
+    for _ in range(2):
+        port = free_port()
+        w = s.start_worker(AGENTSTREAM_WORKER_METRICS_PORT=str(port))
+        WORKER_METRICS[w.popen.pid] = f"http://127.0.0.1:{port}/metrics"
     gateways = [s.start_gateway(), s.start_gateway()]
     for gw in gateways:
         s.wait_ready(gw)
@@ -163,6 +167,62 @@ def test_streams_pass_nginx_unbuffered_with_heartbeats_and_survive_a_gateway_kil
     final = next(e for e in events if e.type == "message")
     assert text == final.data["content"] and text  # every token exactly once, in order
     assert events[-1].type == "done"
+
+
+def _worker_metrics(w: Proc) -> dict[str, float]:
+    text = httpx.get(WORKER_METRICS[w.popen.pid], timeout=5).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("agentstream_"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_a_stalled_worker_is_taken_over_and_fenced_and_the_metrics_say_so(topology):
+    s, _, nginx = topology
+    workers = [p for p in s.procs if p.kind == "worker"]
+    key, ns, _ = s.new_tenant()
+    with httpx.Client(base_url=nginx.url, headers={"Authorization": f"Bearer {key}", "X-Namespace": ns},
+                      timeout=60) as api:
+        sid = api.post("/v1/agents/sessions", json={"agent_config": {}}).json()["session_id"]
+        events: list[sse.Ev] = []
+        heartbeats: list[int] = []
+        with api.stream("POST", f"/v1/agents/sessions/{sid}/messages", json={"content": "hello again"}) as r:
+            mid = r.headers["x-message-id"]
+            lines = r.iter_lines()
+            _read(lines, events, heartbeats, stop_after_tokens=2)
+            running = [w for w in workers if _worker_metrics(w).get("agentstream_jobs_running") == 1]
+            assert len(running) == 1
+            stalled, other = running[0], next(w for w in workers if w is not running[0])
+            stalled.popen.send_signal(signal.SIGSTOP)  # a stalled event loop, not a crash
+            try:
+                deadline = time.monotonic() + 60
+                while _record(s, sid, mid).get(b"attempt") != b"2":
+                    assert time.monotonic() < deadline, "nobody took the message over"
+                    time.sleep(0.1)
+            finally:
+                stalled.popen.send_signal(signal.SIGCONT)
+            assert not _read(lines, events, heartbeats)
+    sse.check_stream(events)
+    text = "".join(e.data["content"] for e in events if e.type == "token")
+    assert text == next(e for e in events if e.type == "message").data["content"]  # exact continuation
+    taker = _worker_metrics(other)
+    assert taker['agentstream_attempts_total{kind="retry"}'] == 1
+    assert taker["agentstream_takeovers_total"] == 1
+    assert taker['agentstream_job_duration_seconds_count{outcome="completed"}'] >= 1
+    reaped = sum(_worker_metrics(w).get('agentstream_reaper_actions_total{kind="restarted_expired_lease"}', 0)
+                 for w in (stalled, other))
+    assert reaped == 1
+    deadline = time.monotonic() + 30
+    while True:  # the stalled attempt, woken up, finds itself superseded and stops
+        old = _worker_metrics(stalled)
+        if old.get('agentstream_job_duration_seconds_count{outcome="fenced"}') == 1:
+            break
+        assert time.monotonic() < deadline, old
+        time.sleep(0.1)
+    # Whichever it tried first after waking: an append (refused) or a renewal (late, and refused).
+    assert old.get("agentstream_fenced_appends_total", 0) + old.get("agentstream_late_lease_renewals_total", 0) >= 1
 
 
 def _record(s: Stack, sid: str, mid: str) -> dict[bytes, bytes]:
