@@ -140,7 +140,8 @@ class Observe:
                                       "duration_ms": ms}
             if st["sse"] is not None:
                 fields["events"] = st["events"]
-            access.info("%s %s %d %.1fms", method, path, status, ms, extra={"fields": fields})
+            access.info("%s %s %d %.1fms%s", method, path, status, ms,
+                        f" ({st['events']} events)" if st["sse"] is not None else "", extra={"fields": fields})
             logs.reset(token)
 
 

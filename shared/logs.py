@@ -74,7 +74,7 @@ class HumanFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        ctx = {**(_context.get() or {}), **(getattr(record, "fields", None) or {})}
+        ctx = _context.get()  # a record's own ``fields`` are for JSON; its message says them already
         if ctx:
             text += " [" + " ".join(f"{k}={v}" for k, v in ctx.items()) + "]"
         return text
