@@ -34,10 +34,14 @@ def _stream_kind(template: str) -> str:
     return "message" if "/messages" in template else "session"
 
 
-def _count_events(body: bytes) -> int:
-    # Every event frame has exactly one ``event:`` line; data lines are JSON and cannot hold a
-    # raw line break, so this count is exact.
-    return body.count(b"\nevent: ") + body.startswith(b"event: ")
+# Every event frame has exactly one ``event:`` line, and data lines are JSON, which cannot hold
+# a raw line break: counting ``event:`` line starts counts events exactly.
+_FLUSH_EVERY = 32
+
+
+def _flush(st: dict[str, Any]) -> None:
+    st["delivered"].inc(st["events"] - st["counted"])
+    st["counted"] = st["events"]
 
 
 def _reset_reason(body: bytes) -> str | None:
@@ -81,7 +85,7 @@ class Observe:
                 ids["session_id" if seg.startswith("ses_") else "message_id"] = seg
         resume = cursor is not None and method == "GET" and path.endswith("/events")
         token = logs.start(request_id=rid, **ids)
-        st: dict[str, Any] = {"status": 500, "sse": None, "events": 0, "first": False}
+        st: dict[str, Any] = {"status": 500, "sse": None, "events": 0, "counted": 0, "first": False}
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -104,10 +108,11 @@ class Observe:
                 elif resume and status == 204:
                     metrics.RESUMES.labels("complete_204", "").inc()
             elif st["sse"] is not None:
+                # Per event on the hot path: count, and hand the count to Prometheus (a lock)
+                # in batches, and whenever the stream goes idle (a heartbeat) or ends.
                 body = message.get("body", b"")
-                n = _count_events(body) if body else 0
+                n = body.count(b"\nevent: ") + body.startswith(b"event: ") if body else 0
                 if n:
-                    st["delivered"].inc(n)
                     st["events"] += n
                     if not st["first"]:
                         st["first"] = True
@@ -115,6 +120,10 @@ class Observe:
                         if resume:
                             reason = _reset_reason(body)
                             metrics.RESUMES.labels("exact" if reason is None else "reset", reason or "").inc()
+                    if st["events"] - st["counted"] >= _FLUSH_EVERY:
+                        _flush(st)
+                elif st["events"] != st["counted"]:
+                    _flush(st)
             await send(message)
 
         try:
@@ -131,6 +140,7 @@ class Observe:
             route = _route(scope)
             status = st["status"]
             if st["sse"] is not None:
+                _flush(st)
                 metrics.OPEN_STREAMS.labels(st["sse"]).dec()
             if status == 200 and st["sse"] is not None and resume and not st["first"]:
                 metrics.RESUMES.labels("exact", "").inc()  # resumed, nothing new before it closed
