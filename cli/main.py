@@ -46,6 +46,9 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     key, ns_id, generated = asyncio.run(_dev_prepare(url, key, settings.dev_namespace))
     env = {**os.environ, "AGENTSTREAM_REDIS_URL": url}
     env.setdefault("AGENTSTREAM_FALLBACK_TO_BUILTIN", "true")
+    worker_metrics = _worker_metrics_port(settings)
+    if worker_metrics:
+        env["AGENTSTREAM_WORKER_METRICS_PORT"] = str(worker_metrics)
     names = ["worker", "gateway"]
     procs = [subprocess.Popen([sys.executable, "-m", "cli.main", name], env=env) for name in names]
     base = f"http://{settings.host}:{settings.port}"
@@ -57,6 +60,7 @@ agentstream is up on {base}  (Redis: {url})
   namespace: {settings.dev_namespace} ({ns_id})
   api key:   {shown}{revoked_note}
   console:   {base}/console/
+  metrics:   {base}/metrics (gateway), {_worker_metrics_note(settings.host, worker_metrics)}
 Try:
   curl -N {base}/v1/agents/sessions -H 'Authorization: Bearer {key if generated else '$AGENTSTREAM_DEV_API_KEY'}' \\
        -H 'X-Namespace: {settings.dev_namespace}' -H 'Content-Type: application/json' \\
@@ -90,6 +94,28 @@ Stop with Ctrl-C.
                 p.kill()
         embedded.stop(redis_proc, settings.data_dir)
     return code
+
+
+def _worker_metrics_port(settings: Settings) -> int:
+    """The worker's metrics port in dev: the one configured, else the gateway's port + 1 if it
+    is free (else off: two `make run`s side by side must not clash)."""
+    if settings.worker_metrics_port:
+        return settings.worker_metrics_port
+    import socket
+
+    port = settings.port + 1
+    with socket.socket() as s:
+        try:
+            s.bind((settings.host, port))
+        except OSError:
+            return 0
+    return port
+
+
+def _worker_metrics_note(host: str, port: int) -> str:
+    if not port:
+        return "worker metrics off (port taken; set AGENTSTREAM_WORKER_METRICS_PORT)"
+    return f"http://{host}:{port}/metrics (worker)"
 
 
 async def _dev_prepare(url: str, key: str | None, namespace: str) -> tuple[str, str, bool]:

@@ -19,11 +19,12 @@ from gateway import errors
 from gateway.context import Services, services
 from gateway.hub import Hub
 from gateway.keywatch import KeyWatch, StreamGuard
+from gateway.observe import Observe
 from gateway.routes import console as console_routes
 from gateway.routes import messages as message_routes
 from gateway.routes import sessions as session_routes
 from gateway.routes import tokens as token_routes
-from shared import connect, keys
+from shared import connect, keys, metrics
 from shared.ids import now_ms
 from shared.settings import Settings
 from shared.stores.apikeys import KeyStore
@@ -59,8 +60,9 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
             await hub.stop()
             await redis.aclose()
 
-    # Ends open streams whose key is revoked or expires (gateway/keywatch.py).
-    middleware = [Middleware(StreamGuard)]
+    # Observe outermost: it sees every answer, CORS ones too. StreamGuard ends open streams
+    # whose key is revoked or expires (gateway/keywatch.py).
+    middleware = [Middleware(Observe), Middleware(StreamGuard)]
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST", "PATCH", "DELETE"],
@@ -77,6 +79,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         *_optional_routes(),
         *console_routes.ROUTES,
     ]
+    metrics.register_routes(r.path for r in routes)
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
 

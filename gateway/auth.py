@@ -16,6 +16,7 @@ from starlette.requests import Request
 from gateway import access, stream_tokens
 from gateway.context import services
 from gateway.limits import check_rate
+from shared import logs
 from shared.errors import Forbidden, Unauthorized
 from shared.stores.tenancy import Principal
 
@@ -55,6 +56,7 @@ async def authenticate(request: Request) -> Caller:
     ns_id = await svc.tenants.resolve_namespace(principal, given)
     request.state.key_hash = principal.key_hash
     request.state.principal = principal
+    logs.bind(namespace_id=ns_id)
     return Caller(principal, ns_id)
 
 
@@ -76,4 +78,5 @@ async def _token_caller(request: Request, token: str) -> Caller:
     await check_rate(svc.redis, svc.settings, principal.key_hash)
     request.state.key_hash = principal.key_hash
     request.state.principal = principal
+    logs.bind(namespace_id=claims.ns)
     return Caller(principal, claims.ns)

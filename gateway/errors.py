@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared import metrics
 from shared.errors import ApiError
 from shared.models import ErrorDetail, ErrorResponse
 
@@ -36,6 +37,8 @@ def error_response(status: int, message: str, type_: str | None = None, code: st
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if exc.status == 429:
+        metrics.RATE_LIMITED.labels(metrics.bounded("limit", exc.code or "")).inc()
     return error_response(exc.status, exc.message, exc.type, exc.code, exc.details, exc.headers)
 
 

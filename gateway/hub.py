@@ -23,6 +23,8 @@ from urllib.parse import unquote, urlparse
 
 import hiredis
 
+from shared import metrics
+
 log = logging.getLogger("agentstream.hub")
 
 LiveEntry = tuple[bytes, bytes, bytes]  # (id, type, payload)
@@ -83,6 +85,7 @@ class Subscription:
         elif len(self.queue) >= self.limit:
             self.queue.clear()
             self.lagging = True
+            metrics.HUB_FALLBACKS.inc()
         else:
             self.queue.append(entry)
         self.idle = False

@@ -8,12 +8,10 @@ the load balancer first; terminationGracePeriodSeconds must exceed it plus ~5 s.
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from gateway.app import create_app
-from shared import connect
+from shared import connect, logs, tracing
 from shared.settings import Settings
 
 
@@ -34,8 +32,14 @@ class _Server(uvicorn.Server):
 
 def run(settings: Settings, redis_url: str | None = None) -> None:
     url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
+    tracing.setup(settings.otel_endpoint, "agentstream-gateway")
+    # log_config=None: uvicorn's lines go through our handler; its access log stays off (the
+    # middleware writes one access line per request, without query strings).
     config = uvicorn.Config(create_app(settings, url), host=settings.host, port=settings.port,
                             log_level=settings.log_level, loop="uvloop", http="httptools",
-                            timeout_graceful_shutdown=5, access_log=False, lifespan="on")
-    _Server(config).run()
+                            timeout_graceful_shutdown=5, access_log=False, lifespan="on", log_config=None)
+    try:
+        _Server(config).run()
+    finally:
+        tracing.shutdown()

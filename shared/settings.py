@@ -125,6 +125,10 @@ class Settings:
     stream_token_ttl_s: int = 900  # a stream token's lifetime (renewable)
     allow_key_in_url: bool = False  # accept API keys in ?access_token= (old browser apps only)
     key_check_s: float = 2.0  # open streams re-check their key (revoked, expired) this often
+    # Observability (metrics, logs, traces; README "Operating")
+    log_format: str = "human"  # or "json": one JSON object per line
+    worker_metrics_port: int = 0  # a worker serves /metrics and /healthz here; 0 = off
+    otel_endpoint: str | None = None  # OTLP/HTTP base URL; unset: OTEL_EXPORTER_OTLP_ENDPOINT, else off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -140,6 +144,8 @@ class Settings:
             raw = env.get(var)
             if f.name == "anthropic_api_key" and raw is None:
                 raw = env.get("ANTHROPIC_API_KEY")
+            if f.name == "otel_endpoint" and raw is None:
+                raw = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
             if raw is None or raw == "":
                 continue
             if f.name == "models":
@@ -172,6 +178,10 @@ class Settings:
             raise SettingsError(f"{PREFIX}COMPACT_AFTER_S: must be >= 0 (0 = never compact)")
         if self.stream_token_secret and len(self.stream_token_secret.reveal()) < 32:
             raise SettingsError(f"{PREFIX}STREAM_TOKEN_SECRET: must be at least 32 characters")
+        if self.log_format not in ("human", "json"):
+            raise SettingsError(f"{PREFIX}LOG_FORMAT: must be human or json")
+        if not 0 <= self.worker_metrics_port < 65536:
+            raise SettingsError(f"{PREFIX}WORKER_METRICS_PORT: must be a port number, or 0 for off")
         if "*" in self.cors_origins:
             raise SettingsError(f"{PREFIX}CORS_ORIGINS: '*' is refused; name the origins")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

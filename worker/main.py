@@ -29,14 +29,14 @@ from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import connect, keys
+from shared import connect, keys, logs, metrics, tracing
 from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import new_id, now_ms
 from shared.settings import Settings
 from shared.stores.messages import EventTooLarge, MessageStore
 from shared.stores.sessions import SessionStore
-from worker import compactor, pipeline, reaper
+from worker import compactor, observe, pipeline, reaper
 from worker.deps import Deps, tool_registry
 from worker.models.errors import ProviderError
 
@@ -54,6 +54,7 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
     attempt, status = await deps.messages.claim(ses_id, msg_id, deps.worker_id)
     if attempt == 0:
         return status  # already ended (cancelled before start) or expired
+    logs.bind(attempt=attempt)
     task = asyncio.current_task()
     assert task is not None
     fenced = asyncio.Event()
@@ -102,6 +103,7 @@ async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, m
 async def _keep_lease(deps: Deps, ses_id: str, msg_id: str, attempt: int, task: asyncio.Task[Any],
                       fenced: asyncio.Event) -> None:
     period = deps.settings.lease_s / 3
+    clock = metrics.LeaseClock(deps.settings.lease_s)
     while True:
         await asyncio.sleep(period)
         try:
@@ -109,6 +111,7 @@ async def _keep_lease(deps: Deps, ses_id: str, msg_id: str, attempt: int, task: 
         except Exception:  # Redis away: the lease may lapse; the append fencing keeps us honest
             log.warning("message %s: lease renewal failed", msg_id, exc_info=True)
             continue
+        clock.renewed()
         if not ok:
             fenced.set()
             task.cancel()  # cancelled or taken over: stop promptly
@@ -231,11 +234,11 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
     arq_pool = ArqRedis(connection_pool=pool.connection_pool, job_serializer=_encode_job,
                         job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
     return Worker(
-        functions=[func(run_message, name=keys.JOB_FUNCTION, max_tries=settings.max_tries + 1)],  # type: ignore[arg-type]
+        functions=[func(observe.job(run_message), name=keys.JOB_FUNCTION, max_tries=settings.max_tries + 1)],  # type: ignore[arg-type]
         queue_name=keys.QUEUE,
         redis_pool=arq_pool,
-        on_startup=_startup,
-        on_shutdown=_shutdown,
+        on_startup=observe.on_startup(_startup),
+        on_shutdown=observe.on_shutdown(_shutdown),
         ctx={"settings": settings, "redis_url": redis_url},
         job_timeout=settings.job_timeout_s,
         max_jobs=settings.max_jobs,
@@ -252,5 +255,9 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
 
 def run(settings: Settings, redis_url: str | None = None) -> None:
     url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build(settings, url).run()
+    logs.configure(settings.log_level, settings.log_format)
+    tracing.setup(settings.otel_endpoint, "agentstream-worker")
+    try:
+        build(settings, url).run()
+    finally:
+        tracing.shutdown()

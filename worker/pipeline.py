@@ -14,7 +14,7 @@ import msgspec
 
 from dataplane import catalogue
 from intent import classify
-from shared import keys
+from shared import keys, tracing
 from shared.events import (
     ConfirmationRequired,
     Done,
@@ -34,6 +34,7 @@ from shared.ids import iso, now_ms
 from shared.models import DEFAULT_SYSTEM_PROMPT
 from shared.stores.confirmations import ConfirmationStore
 from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry, UserEntry
+from worker import observe
 from worker.deps import Deps
 from worker.emitter import Emitter
 from worker.models.base import TextDelta, ToolReport, ToolUse, Turn, Usage
@@ -70,7 +71,8 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     if attempt > 1:
         log.info("message %s attempt %d: %d recorded events to replay", msg_id, attempt, len(recorded))
 
-    c = classify(record.content)
+    with tracing.span("intent"):
+        c = classify(record.content)
     await em.emit(Intent(intent=c.event_intent, confidence=c.confidence, category=c.event_category,
                          reasoning=c.reasoning, context_scope="namespace" if c.event_intent != "conversation"
                          else "session"))
@@ -87,7 +89,7 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
         model=model_name, max_tokens=int(config.get("max_tokens") or 4096),
         temperature=float(config.get("temperature") if config.get("temperature") is not None else 0.7),
     )
-    model = deps.model_for(model_name)
+    model = observe.model(deps.model_for(model_name))
     ctx = ToolContext(deps.redis, record.namespace_id, ses_id, msg_id)
     text: list[str] = []
     tool_rows: list[ToolEntry] = []

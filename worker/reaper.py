@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from shared import keys
+from shared import keys, metrics
 from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import now_ms
@@ -39,6 +39,7 @@ async def end_with_error(deps: Deps, ses_id: str, msg_id: str, code: str, messag
     except Fenced:
         return False
     log.warning("message %s ended by the reaper: %s", msg_id, code)
+    metrics.REAPER_ACTIONS.labels(metrics.bounded("kind", code)).inc()
     return True
 
 
@@ -77,10 +78,12 @@ async def reap_once(deps: Deps) -> int:
                 await deps.redis.delete(keys.ARQ_IN_PROGRESS + record.job_id)
                 await jobs.wake(deps.redis, s, ses_id, msg_id)
                 log.info("message %s: started by a worker that never claimed it; restarting", msg_id)
+                metrics.REAPER_ACTIONS.labels("restarted_unclaimed").inc()
                 acted += 1
             elif not job_exists and not in_progress and now - record.created_at_ms > QUEUED_GRACE_MS:
                 await jobs.enqueue(deps.arq, deps.redis, s, ses_id, msg_id, record.job_id)
                 log.info("message %s had no job; enqueued", msg_id)
+                metrics.REAPER_ACTIONS.labels("enqueued_missing_job").inc()
                 acted += 1
             next_check = now + QUEUED_GRACE_MS
         elif record.status == "running" and record.lease_until_ms < now:
@@ -94,6 +97,7 @@ async def reap_once(deps: Deps) -> int:
                 await deps.redis.delete(keys.ARQ_IN_PROGRESS + record.job_id)
                 await jobs.wake(deps.redis, s, ses_id, msg_id)
                 log.info("message %s: lease of attempt %d expired; restarting", msg_id, record.attempt)
+                metrics.REAPER_ACTIONS.labels("restarted_expired_lease").inc()
                 acted += 1
             next_check = now + int(s.lease_s * 1000)
         elif record.status == "running":

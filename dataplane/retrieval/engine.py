@@ -21,6 +21,7 @@ from dataplane.models import DEFAULT_PAGE, MAX_PAGE, Collection
 from dataplane.retrieval.index import SHARED_CACHE, CollectionData, DocumentSource, IndexCache
 from dataplane.retrieval.matching import Hit, matches, sort_hits
 from dataplane.stages import Bm25, Filter, Limit, Sort, Stage, bind, input_values, stage_error, validate
+from shared import tracing
 from shared.errors import Invalid
 from shared.ids import new_id
 
@@ -87,6 +88,7 @@ class Engine:
                                   code="invalid_filters", details={"field": name})
         return Plan(data, bound, tree)
 
+    @tracing.traced("retriever.execute")
     async def execute(self, ns_id: str, collection_identifiers: Sequence[str], stages: list[dict[str, Any]], *,
                       inputs: dict[str, Any] | None = None, input_schema: dict[str, Any] | None = None,
                       filters: dict[str, Any] | None = None, limit: int | None = None, offset: int = 0,

@@ -6,13 +6,14 @@ call, so it is atomic and, under Cluster, single-slot.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from shared import cursor, keys, scripts
+from shared import cursor, keys, metrics, scripts, tracing
 from shared.errors import BadRequest, Conflict, Fenced, Forbidden, NotFound, RateLimited
 from shared.events import Error, Event, Reset, encode_payload, type_of
 from shared.ids import now_ms
@@ -58,6 +59,7 @@ class Record:
     compacted: bool = False
     folded: str = ""
     folded_count: int = 0
+    traceparent: str | None = None  # W3C, of the request that sent it (traces on only)
 
     @property
     def ended(self) -> bool:
@@ -96,6 +98,7 @@ class Record:
             compacted=s("compacted") == "1",
             folded=s("folded") or "",
             folded_count=i("folded_count"),
+            traceparent=s("traceparent"),
         )
 
 
@@ -138,6 +141,8 @@ class MessageStore:
             # msg_id -> session, for tools that are given only a message id (ops CLI). Outside
             # the script: it is a global key, in another Cluster slot.
             await self.redis.set(keys.message_session(msg_id), ses_id, ex=self.settings.message_record_ttl_s)
+            if tp := tracing.traceparent():  # before the enqueue: the worker's spans join this trace
+                await self.redis.hset(keys.message(ses_id, msg_id), "traceparent", tp)
         return kind == b"new", mid.decode()
 
     async def record(self, ses_id: str, msg_id: str) -> Record | None:
@@ -217,6 +222,10 @@ class MessageStore:
             keys=[keys.message(ses_id, msg_id)],
             args=[worker_id, int(self.settings.lease_s * 1000), now_ms()],
         )
+        if int(attempt) > 0:
+            metrics.ATTEMPTS.labels("first" if int(attempt) == 1 else "retry").inc()
+            if int(attempt) > 1:
+                metrics.TAKEOVERS.inc()
         return int(attempt), status.decode()
 
     async def renew(self, ses_id: str, msg_id: str, attempt: int) -> bool:
@@ -272,6 +281,7 @@ class MessageStore:
             args += [kind_of(entry), encode_entry(entry)]
         for field, amount in stats.items():
             args += [field, repr(float(amount)) if isinstance(amount, float) else str(amount)]
+        started = time.perf_counter()
         try:
             ids = await self._append(
                 keys=[keys.message(ses_id, msg_id), keys.events(ses_id, msg_id), keys.session(ses_id),
@@ -281,8 +291,12 @@ class MessageStore:
         except ResponseError as exc:
             text = str(exc)
             if text.startswith(("FENCED", "TERMINAL", "NOREC")):
+                metrics.FENCED_APPENDS.inc()
                 raise Fenced(text) from None
             raise
+        metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
+        for t, _ in payloads:
+            metrics.EVENTS_APPENDED.labels(metrics.bounded("type", t)).inc()
         return [i.decode() for i in ids]
 
 
