@@ -79,7 +79,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         *_optional_routes(),
         *console_routes.ROUTES,
     ]
-    metrics.register_routes(r.path for r in routes)
+    metrics.register_routes(str(getattr(r, "path", "")) for r in routes)
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
 
