@@ -66,10 +66,10 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         return "paused"
     except Fenced as exc:
         log.info("message %s attempt %d stopped: %s", msg_id, attempt, exc)
-        return "fenced"
+        return await _fenced(ctx, ses_id, msg_id)
     except asyncio.CancelledError:
         if fenced.is_set():
-            return "fenced"  # cancelled or superseded: nothing more to write
+            return await _fenced(ctx, ses_id, msg_id)  # cancelled or superseded: nothing more to write
         # Shutdown: hand the message over at once instead of waiting for the lease to lapse.
         with contextlib.suppress(Exception):
             await asyncio.shield(deps.messages.release(ses_id, msg_id, attempt))
@@ -88,6 +88,18 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         return "failed"
     finally:
         keeper.cancel()
+
+
+async def _fenced(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
+    """A newer attempt took this message over. If it is still running, it runs under the same
+    arq job id: arq's clean-up after this return must not delete that job's keys, or the reaper
+    would find no job if the new attempt died (``Worker.finish_job``)."""
+    deps: Deps = ctx["deps"]
+    with contextlib.suppress(Exception):
+        record = await deps.messages.record(ses_id, msg_id)
+        if record is not None and not record.ended and record.job_id == ctx.get("job_id"):
+            ctx["superseded"].add(ctx["job_id"])
+    return "fenced"
 
 
 async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, message: str,
@@ -144,6 +156,13 @@ class Worker(ArqWorker):
                     await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
         finally:
             waker.cancel()
+
+    async def finish_job(self, job_id: str, *args: Any) -> None:
+        superseded: set[str] = self.ctx["superseded"]
+        if job_id in superseded:
+            superseded.discard(job_id)
+            return  # a newer attempt of this message runs this job now: its keys are not ours
+        await super().finish_job(job_id, *args)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -225,7 +244,7 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
         redis_pool=arq_pool,
         on_startup=_startup,
         on_shutdown=_shutdown,
-        ctx={"settings": settings, "redis_url": redis_url},
+        ctx={"settings": settings, "redis_url": redis_url, "superseded": set()},
         job_timeout=settings.job_timeout_s,
         max_jobs=settings.max_jobs,
         keep_result=0,

@@ -52,6 +52,8 @@ class Record:
     finished_at_ms: int | None
     job_id: str = ""  # the arq job that runs it now (a continuation gets its own)
     confirm_expires_ms: int = 0
+    handed: int = 0  # attempts that ended without a crash (paused, released): not crash retries
+    queued_at_ms: int = 0  # when an answered confirmation queued it again
 
     @property
     def ended(self) -> bool:
@@ -87,6 +89,8 @@ class Record:
             finished_at_ms=i("finished_at_ms") or None,
             job_id=s("job") or s("message_id") or "",
             confirm_expires_ms=i("confirm_expires_ms"),
+            handed=i("handed"),
+            queued_at_ms=i("queued_ms"),
         )
 
 

@@ -18,6 +18,7 @@ from tests import sse
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, Text, ToolCall
 from tests.gateway.seed import seed_demo_for
 from tests.stack import Proc, Stack
+from worker.recorded import call_id
 
 MODEL = "claude-haiku-4-5-20251001"
 KEY = "sk-ant-e2e-not-a-real-key"
@@ -126,9 +127,14 @@ def test_tool_use_round_trip_streams_claude_answer(api: httpx.Client, responder:
         assert "temperature" not in r.body
         assert "smart_search" in {t["name"] for t in r.body["tools"]}
     assert sent[0].body["messages"] == [{"role": "user", "content": QUESTION}]
+    # The call is known by its stable id (place, name, inputs), never by the id Anthropic
+    # issued; the step goes back as the assistant said it: its text, then its tool_use.
+    stable = call_id(mid, 0, "smart_search", INPUTS)
+    assert stable != TOOL_ID
     assert sent[1].body["messages"][:2] == [
         {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": TOOL_ID, "name": "smart_search",
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me search. "},
+                                          {"type": "tool_use", "id": stable, "name": "smart_search",
                                            "input": INPUTS}]}]
 
     types = [e.type for e in events]
@@ -140,10 +146,10 @@ def test_tool_use_round_trip_streams_claude_answer(api: httpx.Client, responder:
     assert events[4].data["step"] == "tool_selection"
 
     call = next(e.data for e in events if e.type == "tool_call")
-    assert call == {"tool_name": "smart_search", "tool_call_id": TOOL_ID, "inputs": INPUTS}
+    assert call == {"tool_name": "smart_search", "tool_call_id": stable, "inputs": INPUTS}
 
     result = next(e.data for e in events if e.type == "tool_result")
-    assert result["tool_name"] == "smart_search" and result["tool_call_id"] == TOOL_ID
+    assert result["tool_name"] == "smart_search" and result["tool_call_id"] == stable
     assert result["success"] is True and result.get("error") is None
     docs = result["output"]["documents"]
     assert 0 < len(docs) <= INPUTS["limit"]
@@ -151,7 +157,7 @@ def test_tool_use_round_trip_streams_claude_answer(api: httpx.Client, responder:
     assert "hash tags" in json.dumps(docs[0]).lower()  # the seeded document, really found
     # What Claude was sent back is exactly what the client saw.
     (sent_result,) = tool_results_in(sent[1].body)
-    assert sent_result["tool_use_id"] == TOOL_ID and sent_result["is_error"] is False
+    assert sent_result["tool_use_id"] == stable and sent_result["is_error"] is False
     assert json.loads(sent_result["content"]) == result["output"]
 
     run = next(e.data for e in events if e.type == "retriever_execution")
