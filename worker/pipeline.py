@@ -74,11 +74,12 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     state = Recorded()
     if len(rows) < record.count:
         # MAXLEN trimmed the head of the stream: what is left cannot be replayed as the
-        # conversation so far. Say so and start over, never continue past a silent gap.
+        # conversation so far. Start over, saying so the way every retry does (clients discard
+        # everything up to ``discard_after`` 0-0), never continuing past a silent gap.
         log.warning("message %s: %d of %d events were trimmed; starting over", msg_id,
                     record.count - len(rows), record.count)
         em = Emitter(deps.messages, ses_id, msg_id, attempt, [])
-        await em.emit(Reset(reason="cursor_expired", status="running", replay_from="0-0", attempt=attempt,
+        await em.emit(Reset(reason="retry", status="running", replay_from="0-0", attempt=attempt,
                             discard_after="0-0"))
     else:
         em = Emitter(deps.messages, ses_id, msg_id, attempt, rows)
