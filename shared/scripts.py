@@ -6,6 +6,7 @@ operation under Redis Cluster. Scripts answer errors with stable prefixes that
 """
 
 # APPEND: fenced append of a batch of events, with the terminal bookkeeping in the same step.
+# A ``session_name`` event names the session (HSETNX), only while the session exists.
 # KEYS: 1 message record, 2 event stream, 3 session record, 4 session log
 # ARGV: 1 attempt ("*" = take over: bump the attempt first; cancel and reaper use it)
 #       2 stream MAXLEN ~   3 stream TTL s after terminal   4 record TTL s after terminal
@@ -72,8 +73,10 @@ if ended then
       i = i + 2
     end
     redis.call('HSET', ses, 'last_activity_ms', ARGV[7], 'updated_ms', ARGV[7])
-    if name then redis.call('HSETNX', ses, 'session_name', name) end
   end
+end
+if name and redis.call('EXISTS', ses) == 1 then
+  redis.call('HSETNX', ses, 'session_name', name)
 end
 return ids
 """
