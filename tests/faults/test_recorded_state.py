@@ -102,6 +102,13 @@ def kill_attempt(stack: Stack, sid: str, mid: str, attempt: int, sig: int = sign
     worker_running(stack, sid, mid).popen.send_signal(sig)
 
 
+def wait_tokens(listener: Listener, n: int) -> None:
+    try:
+        listener.wait_for(lambda evs: sum(1 for e in evs if e.type == "token") >= n, 30)
+    except TimeoutError:
+        raise AssertionError([(e.type, e.data) for e in listener.events[-3:]]) from None
+
+
 def tool_step_requests(fake: FakeAnthropic, question: str) -> list[dict[str, Any]]:
     """The requests that asked Claude for this message's first step (no tool results yet)."""
     return [b for b in fake.bodies if b["messages"][-1].get("content") == question]
@@ -121,7 +128,7 @@ def test_regression_18_1_a_worker_killed_after_a_recorded_tool_result_does_not_r
     sid = session(url, headers)
     listener = Listener("POST", url + f"/v1/agents/sessions/{sid}/messages", headers, {"content": question})
     listener.start()
-    listener.wait_for(lambda evs: sum(1 for e in evs if e.type == "token") >= 3, 30)
+    wait_tokens(listener, 3)
     mid = listener.response_headers["x-message-id"]
     kill_attempt(stack, sid, mid, 1)
     listener.join(60)
@@ -170,7 +177,7 @@ def test_regression_18_2_a_killed_continuation_is_taken_over_within_the_lease(ct
     listener = Listener("POST", url + f"/v1/agents/sessions/{sid}/confirmations/{conf_id}", headers,
                         {"approved": True})
     listener.start()
-    listener.wait_for(lambda evs: sum(1 for e in evs if e.type == "token") >= 2, 30)
+    wait_tokens(listener, 2)
     kill_attempt(stack, sid, mid, 2)  # the continuation
     keep_two_workers(stack)
     kill_attempt(stack, sid, mid, 3)  # and its retry
@@ -195,7 +202,7 @@ def test_regression_18_9_a_graceful_hand_over_spends_no_crash_retry(ctx):
     listener = Listener("POST", url + f"/v1/agents/sessions/{sid}/messages", headers,
                         {"content": "find documents about redis streams and consumer groups"})
     listener.start()
-    listener.wait_for(lambda evs: sum(1 for e in evs if e.type == "token") >= 2, 30)
+    wait_tokens(listener, 2)
     mid = listener.response_headers["x-message-id"]
     kill_attempt(stack, sid, mid, 1, signal.SIGTERM)
     keep_two_workers(stack)
@@ -220,7 +227,7 @@ def test_regression_18_6_a_fenced_worker_leaves_the_job_of_the_attempt_that_repl
     listener = Listener("POST", url + f"/v1/agents/sessions/{sid}/messages", headers,
                         {"content": "find documents about redis streams and consumer groups"})
     listener.start()
-    listener.wait_for(lambda evs: sum(1 for e in evs if e.type == "token") >= 2, 30)
+    wait_tokens(listener, 2)
     mid = listener.response_headers["x-message-id"]
     stale = worker_running(stack, sid, mid)
     stale.popen.send_signal(signal.SIGSTOP)  # presumed dead: the lease lapses, attempt 2 starts
