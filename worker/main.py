@@ -189,6 +189,10 @@ class Worker(ArqWorker):
 
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    if settings.anthropic_api_key:
+        # Import the provider before taking jobs: imported by the first Claude message, its
+        # seconds of import block the event loop and starve every running message's lease.
+        import worker.models.anthropic  # noqa: F401, PLC0415
     redis = connect.client(ctx["redis_url"], max_connections=20)
     arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=_encode_job,
                    job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
