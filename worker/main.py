@@ -4,8 +4,9 @@
 * Prompt pickup without hot polling: the gateway XADDs every accepted message to the inbound
   stream; each worker blocks on it (``XREAD BLOCK``) and polls arq's queue the moment an entry
   arrives. arq's own poll stays as a slow fallback (``AGENTSTREAM_FALLBACK_POLL_S``).
-* ``job_timeout`` = ``AGENTSTREAM_JOB_TIMEOUT_S``; arq's ``max_tries`` is one above ours so our
-  reaper, which knows the message, is the one that gives up (with a clear ``error``).
+* ``job_timeout`` = ``AGENTSTREAM_JOB_TIMEOUT_S``; arq's ``max_tries`` is well above ours so our
+  reaper, which knows the message, is the one that gives up (with a clear ``error``): arq counts
+  every start of a job, hand-overs included, which our reaper does not count as crashes.
 * Graceful shutdown: SIGTERM lets running messages finish for ``AGENTSTREAM_WORKER_DRAIN_S``;
   what is still running then is released (its lease ends now) and arq re-queues it, so another
   worker continues it at once (the retry replays the stream exactly).
@@ -42,6 +43,7 @@ from worker.models.errors import ProviderError
 
 log = logging.getLogger("agentstream.worker")
 HEARTBEAT_S = 2.0
+HANDOVER_ROOM = 10  # arq's cap on starts per job, in crash retries: room for hand-overs
 
 
 def _encode_job(obj: Any) -> bytes:
@@ -243,7 +245,7 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
     arq_pool = ArqRedis(connection_pool=pool.connection_pool, job_serializer=_encode_job,
                         job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
     return Worker(
-        functions=[func(run_message, name=keys.JOB_FUNCTION, max_tries=settings.max_tries + 1)],  # type: ignore[arg-type]
+        functions=[func(run_message, name=keys.JOB_FUNCTION, max_tries=HANDOVER_ROOM * settings.max_tries + 1)],  # type: ignore[arg-type]
         queue_name=keys.QUEUE,
         redis_pool=arq_pool,
         on_startup=_startup,
