@@ -26,6 +26,11 @@ def plan(after: tuple[int, int] | None, record: Record, info: dict[str, Any] | N
     start = after or cur.START
     if info is None or info["length"] == 0:
         if record.last_id is None:
+            if start > cur.START:
+                # Nothing was ever appended, yet the reader holds a cursor: it is ahead of the
+                # stream (a failover lost it all, or a cursor from elsewhere). Every entry to
+                # come would be at or below it and dropped: start over from the first instead.
+                return Plan(cur.START, _reset("cursor_ahead", record, "0-0"))
             return Plan(start)  # nothing appended yet: wait for the first entry
         if record.ended:
             return Plan(cur.START, _reset("stream_expired", record, "0-0"), _outcome(start, record))

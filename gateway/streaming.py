@@ -19,7 +19,7 @@ from gateway.resume import plan
 from shared import cursor as cur
 from shared import keys
 from shared.errors import NotFound, Unavailable
-from shared.events import PAUSE, TERMINAL, encode_payload
+from shared.events import PAUSE, TERMINAL, Reset, encode_payload
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 
@@ -39,25 +39,28 @@ class Closed(Exception):
 
 async def open_reader(
     store: MessageStore, hub: Hub, settings: Settings, ses_id: str, msg_id: str,
-    after: tuple[int, int] | None,
+    after: tuple[int, int] | None, *, through_pauses: bool = False,
 ) -> Reader:
-    """Subscribe first, then read: nothing published in between can be missed."""
+    """Subscribe first, then read: nothing published in between can be missed.
+
+    A message's answer ends at its terminal event or at a pause (``confirmation_required``);
+    ``through_pauses`` follows a paused message on to its terminal event (the session log)."""
     try:
         sub = await hub.subscribe(keys.live_channel(ses_id, msg_id))
     except (HubClosed, TimeoutError):
         raise Unavailable("The live event path is reconnecting; retry shortly", code="hub_unavailable",
                           details={"retryable": True, "retry_after_seconds": 1},
                           headers={"Retry-After": "1"}) from None
-    record = await store.record(ses_id, msg_id)
-    if record is None:
-        sub.unsubscribe()
-        raise NotFound("Message not found", code="message_not_found", details={"message_id": msg_id})
-    try:
+    try:  # whatever fails from here on, the subscription goes with it
+        record = await store.record(ses_id, msg_id)
+        if record is None:
+            raise NotFound("Message not found", code="message_not_found", details={"message_id": msg_id})
         info = await store.stream_info(ses_id, msg_id)
     except BaseException:
         sub.unsubscribe()
         raise
-    return Reader(_read(store, sub, settings, ses_id, msg_id, plan(after, record, info)), sub)
+    ends = _TERMINAL if through_pauses else _ENDS
+    return Reader(_read(store, sub, settings, ses_id, msg_id, plan(after, record, info), ends), sub)
 
 
 class Reader:
@@ -76,7 +79,23 @@ class Reader:
         self._sub.unsubscribe()
 
 
-async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[Entry] | None]:  # type: ignore[no-untyped-def]
+async def trimmed_after(store: MessageStore, ses_id: str, msg_id: str, after: tuple[int, int]) -> str | None:
+    """The message's status if MAXLEN trimmed entries after ``after`` from its stream, else None.
+
+    Conservative like the opening check (``resume.plan``): the stream lost entries and its first
+    retained one is newer than the cursor."""
+    key = keys.events(ses_id, msg_id)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.xrange(key, count=1)
+        pipe.xlen(key)
+        pipe.hmget(keys.message(ses_id, msg_id), ["count", "status"])
+        first, length, (count, status) = await pipe.execute()
+    if first and int(count or 0) > length and cur.of_entry(first[0][0]) > after:
+        return (status or b"running").decode()
+    return None
+
+
+async def _read(store, sub, settings, ses_id, msg_id, p, ends) -> AsyncIterator[list[Entry] | None]:  # type: ignore[no-untyped-def]
     try:
         if p.reset is not None:
             yield [(p.reset.replay_from.encode(), b"reset", encode_payload(p.reset))]
@@ -87,10 +106,15 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
         last = p.start
         batch = settings.catchup_batch
 
-        async def catch_up() -> tuple[list[Entry], bool]:
+        async def catch_up(reread: bool = True) -> tuple[list[Entry], bool]:
             nonlocal last
             out: list[Entry] = []
             last_type = b""
+            if reread and last > cur.START and (status := await trimmed_after(store, ses_id, msg_id, last)):
+                # This reader fell behind the stream cap since it opened (the opening plan
+                # checked until then): entries it never saw were trimmed. Say so, never a gap.
+                reset = Reset(reason="cursor_expired", status=status, replay_from=cur.fmt(last))
+                out.append((reset.replay_from.encode(), b"reset", encode_payload(reset)))
             while True:
                 rows = await store.read(ses_id, msg_id, cur.fmt(last), batch)
                 for eid, t, d in rows:
@@ -101,9 +125,9 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
                 if len(rows) < batch:
                     # A pause ends the answer only while it is the stream's last word: once a
                     # confirmation was answered, the stream goes on past it.
-                    return out, last_type in _PAUSE
+                    return out, last_type in ends
 
-        out, ended = await catch_up()
+        out, ended = await catch_up(reread=False)
         if out:
             yield out
         if ended:
@@ -139,7 +163,7 @@ async def _read(store, sub, settings, ses_id, msg_id, p) -> AsyncIterator[list[E
                     continue  # already sent by a catch-up read
                 out.append(entry)  # type: ignore[arg-type]
                 last = pid
-                if entry[1] in _ENDS:
+                if entry[1] in ends:
                     yield out
                     return
             if out:

@@ -120,7 +120,8 @@ class Reset(Event, tag="reset"):
 
     ``reason`` is one of ``cursor_expired`` (the cursor is older than the first retained
     entry), ``cursor_ahead`` (newer than the stream's last entry, e.g. after a Redis failover),
-    ``stream_expired`` (retention removed the stream; the outcome follows from the record) or
+    ``stream_expired`` (retention removed the stream; the outcome follows from the record),
+    ``message_expired`` (the session log: the message's record is gone too),
     ``retry`` (a new attempt discards the tokens streamed after ``discard_after``) or
     ``compacted`` (the finished message's tokens after the cursor were folded into its final
     ``message``, which follows with the other kept events).

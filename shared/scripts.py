@@ -6,6 +6,7 @@ operation under Redis Cluster. Scripts answer errors with stable prefixes that
 """
 
 # APPEND: fenced append of a batch of events, with the terminal bookkeeping in the same step.
+# A ``session_name`` event names the session (HSETNX), only while the session exists.
 # KEYS: 1 message record, 2 event stream, 3 session record, 4 session log
 # ARGV: 1 attempt ("*" = take over: bump the attempt first; cancel and reaper use it)
 #       2 stream MAXLEN ~   3 stream TTL s after terminal   4 record TTL s after terminal
@@ -29,6 +30,7 @@ end
 local n_ev, n_log, n_stat = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local ids = {}
 local ended = false
+local name = nil  -- a session_name event names the session (below, only if it still exists)
 local i = 11
 for _ = 1, n_ev do
   local t, d = ARGV[i], ARGV[i + 1]
@@ -38,6 +40,8 @@ for _ = 1, n_ev do
   ids[#ids + 1] = id
   if t == 'message' then
     redis.call('HSET', rec, 'final_id', id, 'final_payload', d)
+  elseif t == 'session_name' then
+    name = cjson.decode(d)['session_name']
   elseif t == 'confirmation_required' then
     redis.call('HSET', rec, 'status', 'awaiting_confirmation')
   elseif t == 'done' or t == 'error' then
@@ -71,6 +75,9 @@ if ended then
     redis.call('HSET', ses, 'last_activity_ms', ARGV[7], 'updated_ms', ARGV[7])
   end
 end
+if name and redis.call('EXISTS', ses) == 1 then
+  redis.call('HSETNX', ses, 'session_name', name)
+end
 return ids
 """
 
@@ -101,11 +108,29 @@ return 1
 """
 
 # RELEASE: a worker hands its attempt back (graceful shutdown): the lease ends now so the
-# next worker takes over at once. KEYS: 1 record. ARGV: 1 attempt.
+# next worker takes over at once. The attempt did not crash: ``handed`` counts it out of the
+# crash retries (AGENTSTREAM_MAX_TRIES). KEYS: 1 record. ARGV: 1 attempt.
 RELEASE = r"""
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'terminal_type') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'lease_until_ms', 0)
+redis.call('HINCRBY', KEYS[1], 'handed', 1)
 return 1
+"""
+
+# RESTART_UNCLAIMED: the reaper clears arq's in-progress key of a job that arq started but no
+# worker claimed (the worker died in between), in the same step as the check that the message
+# is still unclaimed past the grace: a claim that lands meanwhile keeps its key.
+# KEYS: 1 message record, 2 arq's in-progress key of the message's job. KEYS[2] is arq's, a
+#       documented global key (no hash tag): fine on standalone and Sentinel; under Cluster,
+#       arq's keys must be reachable from the session's slot, or this check goes back to two steps.
+# ARGV: 1 now ms, 2 grace ms. Returns 1 if it cleared the key, else 0.
+RESTART_UNCLAIMED = r"""
+local s = redis.call('HMGET', KEYS[1], 'status', 'created_at_ms', 'queued_ms', 'terminal_type')
+if s[1] ~= 'queued' or s[4] then return 0 end
+local since = math.max(tonumber(s[2] or '0'), tonumber(s[3] or '0'))
+if tonumber(ARGV[1]) - since <= tonumber(ARGV[2]) then return 0 end
+return redis.call('DEL', KEYS[2])
 """
 
 # ACCEPT: record a new user message, with the session's checks, in one step.

@@ -3,7 +3,8 @@
 On attempt N > 1 the stream already holds what attempt N-1 wrote before it died. The run is
 deterministic up to the model, so the emitter walks the recorded events in step with the new
 run: an event equal to the recorded one at the same position is not written again (the client
-already has it); tool results are read back, never recomputed (``recorded_tool``). At the
+already has it); the pipeline replays the recorded steps through it (``worker/recorded.py``), so
+tool results are read back, never recomputed. At the
 first event that differs, the emitter writes a ``reset`` (reason ``retry``, this attempt's
 number, ``discard_after`` = the last event both attempts agree on) and from then on appends.
 So a retry is either an exact continuation or an explicit discard, never a silent mix.
@@ -15,10 +16,7 @@ from typing import Any
 
 from shared.events import (
     Event,
-    PipelineConfig,
     Reset,
-    RetrieverExecution,
-    ToolResult,
     decode_event,
     encode_payload,
     type_of,
@@ -61,23 +59,6 @@ class Emitter:
                 continue
             out.append((eid, t, d))
         return out
-
-    def recorded_tool(self, tool_call_id: str) -> tuple[ToolResult, list[Event]] | None:
-        """The recorded result of this call and the retriever/pipeline events that followed it."""
-        for i, (_, t, d) in enumerate(self._recorded):
-            if t != "tool_result":
-                continue
-            ev = decode_event(t, d)
-            if isinstance(ev, ToolResult) and ev.tool_call_id == tool_call_id:
-                follow: list[Event] = []
-                for _, t2, d2 in self._recorded[i + 1:]:
-                    if t2 not in ("retriever_execution", "pipeline_config"):
-                        break
-                    e2 = decode_event(t2, d2)
-                    assert isinstance(e2, RetrieverExecution | PipelineConfig)
-                    follow.append(e2)
-                return ev, follow
-        return None
 
     async def emit(self, *events: Event, status: str = "completed", log: list[Entry] | None = None,
                    stats: dict[str, Any] | None = None) -> None:

@@ -4,8 +4,9 @@
 * Prompt pickup without hot polling: the gateway XADDs every accepted message to the inbound
   stream; each worker blocks on it (``XREAD BLOCK``) and polls arq's queue the moment an entry
   arrives. arq's own poll stays as a slow fallback (``AGENTSTREAM_FALLBACK_POLL_S``).
-* ``job_timeout`` = ``AGENTSTREAM_JOB_TIMEOUT_S``; arq's ``max_tries`` is one above ours so our
-  reaper, which knows the message, is the one that gives up (with a clear ``error``).
+* ``job_timeout`` = ``AGENTSTREAM_JOB_TIMEOUT_S``; arq's ``max_tries`` is well above ours so our
+  reaper, which knows the message, is the one that gives up (with a clear ``error``): arq counts
+  every start of a job, hand-overs included, which our reaper does not count as crashes.
 * Graceful shutdown: SIGTERM lets running messages finish for ``AGENTSTREAM_WORKER_DRAIN_S``;
   what is still running then is released (its lease ends now) and arq re-queues it, so another
   worker continues it at once (the retry replays the stream exactly).
@@ -42,6 +43,7 @@ from worker.models.errors import ProviderError
 
 log = logging.getLogger("agentstream.worker")
 HEARTBEAT_S = 2.0
+HANDOVER_ROOM = 10  # arq's cap on starts per job, in crash retries: room for hand-overs
 
 
 def _encode_job(obj: Any) -> bytes:
@@ -67,10 +69,10 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         return "paused"
     except Fenced as exc:
         log.info("message %s attempt %d stopped: %s", msg_id, attempt, exc)
-        return "fenced"
+        return await _fenced(ctx, ses_id, msg_id)
     except asyncio.CancelledError:
         if fenced.is_set():
-            return "fenced"  # cancelled or superseded: nothing more to write
+            return await _fenced(ctx, ses_id, msg_id)  # cancelled or superseded: nothing more to write
         # Shutdown: hand the message over at once instead of waiting for the lease to lapse.
         with contextlib.suppress(Exception):
             await asyncio.shield(deps.messages.release(ses_id, msg_id, attempt))
@@ -89,6 +91,18 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         return "failed"
     finally:
         keeper.cancel()
+
+
+async def _fenced(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
+    """A newer attempt took this message over. If it is still running, it runs under the same
+    arq job id: arq's clean-up after this return must not delete that job's keys, or the reaper
+    would find no job if the new attempt died (``Worker.finish_job``)."""
+    deps: Deps = ctx["deps"]
+    with contextlib.suppress(Exception):
+        record = await deps.messages.record(ses_id, msg_id)
+        if record is not None and not record.ended and record.job_id == ctx.get("job_id"):
+            ctx["superseded"].add(ctx["job_id"])
+    return "fenced"
 
 
 async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, message: str,
@@ -149,6 +163,13 @@ class Worker(ArqWorker):
         finally:
             waker.cancel()
 
+    async def finish_job(self, job_id: str, *args: Any) -> None:
+        superseded: set[str] = self.ctx["superseded"]
+        if job_id in superseded:
+            superseded.discard(job_id)
+            return  # a newer attempt of this message runs this job now: its keys are not ours
+        await super().finish_job(job_id, *args)
+
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._wake.set()  # a slot freed: look at the queue again now
@@ -174,6 +195,10 @@ class Worker(ArqWorker):
 
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    if settings.anthropic_api_key:
+        # Import the provider before taking jobs: imported by the first Claude message, its
+        # seconds of import block the event loop and starve every running message's lease.
+        import worker.models.anthropic  # noqa: F401, PLC0415
     redis = connect.client(ctx["redis_url"], max_connections=20)
     arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=_encode_job,
                    job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
@@ -234,12 +259,13 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
     arq_pool = ArqRedis(connection_pool=pool.connection_pool, job_serializer=_encode_job,
                         job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
     return Worker(
-        functions=[func(observe.job(run_message), name=keys.JOB_FUNCTION, max_tries=settings.max_tries + 1)],  # type: ignore[arg-type]
+        functions=[func(observe.job(run_message), name=keys.JOB_FUNCTION,  # type: ignore[arg-type]
+                        max_tries=HANDOVER_ROOM * settings.max_tries + 1)],
         queue_name=keys.QUEUE,
         redis_pool=arq_pool,
         on_startup=observe.on_startup(_startup),
         on_shutdown=observe.on_shutdown(_shutdown),
-        ctx={"settings": settings, "redis_url": redis_url},
+        ctx={"settings": settings, "redis_url": redis_url, "superseded": set()},
         job_timeout=settings.job_timeout_s,
         max_jobs=settings.max_jobs,
         keep_result=0,

@@ -1,6 +1,10 @@
 """One message's run: intent → thinking → tools / retrievers → tokens → message →
 session_name (first message only) → done. Every step is one event appended, fenced on the
-attempt, through the emitter (which also makes a retry continue or explicitly reset)."""
+attempt, through the emitter (which also makes a retry continue or explicitly reset).
+
+The stream is the agent's state: a continuation or a retry rebuilds the steps already recorded
+(``worker/recorded.py``), replays them, settles what they left open (a confirmation answered, a
+call without its result) and asks the model only for the steps after them."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from shared.events import (
     Intent,
     Message,
     PipelineConfig,
+    Reset,
     RetrieverExecution,
     RetrieverSummary,
     SessionName,
@@ -38,6 +43,7 @@ from worker import observe
 from worker.deps import Deps
 from worker.emitter import Emitter
 from worker.models.base import TextDelta, ToolReport, ToolUse, Turn, Usage
+from worker.recorded import Call, Recorded, call_id, effective, rebuild
 from worker.tools.base import ToolContext, ToolError
 
 log = logging.getLogger("agentstream.worker")
@@ -63,13 +69,26 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     if marker and marker in record.content:
         log.error("message %s holds the fault-injection marker: exiting now", msg_id)
         os._exit(70)
-    recorded: list[tuple[str, str, bytes]] = []
+    rows: list[tuple[str, str, bytes]] = []
     if record.count:
-        rows = await deps.redis.xrange(keys.events(ses_id, msg_id))
-        recorded = [(i.decode(), f[b"t"].decode(), f[b"d"]) for i, f in rows]
-    em = Emitter(deps.messages, ses_id, msg_id, attempt, recorded)
+        raw = await deps.redis.xrange(keys.events(ses_id, msg_id))
+        rows = [(i.decode(), f[b"t"].decode(), f[b"d"]) for i, f in raw]
+    state = Recorded()
+    if len(rows) < record.count:
+        # MAXLEN trimmed the head of the stream: what is left cannot be replayed as the
+        # conversation so far. Start over, saying so the way every retry does (clients discard
+        # everything up to ``discard_after`` 0-0), never continuing past a silent gap.
+        log.warning("message %s: %d of %d events were trimmed; starting over", msg_id,
+                    record.count - len(rows), record.count)
+        em = Emitter(deps.messages, ses_id, msg_id, attempt, [])
+        await em.emit(Reset(reason="retry", status="running", replay_from="0-0", attempt=attempt,
+                            discard_after="0-0"))
+    else:
+        em = Emitter(deps.messages, ses_id, msg_id, attempt, rows)
+        state = rebuild(effective(rows))
     if attempt > 1:
-        log.info("message %s attempt %d: %d recorded events to replay", msg_id, attempt, len(recorded))
+        log.info("message %s attempt %d: %d recorded events, %d recorded steps", msg_id, attempt, len(rows),
+                 len(state.steps))
 
     with tracing.span("intent"):
         c = classify(record.content)
@@ -77,6 +96,9 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
                          reasoning=c.reasoning, context_scope="namespace" if c.event_intent != "conversation"
                          else "session"))
     await em.emit(Thinking(step="processing", message="Analyzing your request..."))
+    # The recorded steps, unchanged: the emitter finds each one already in the stream and
+    # writes nothing. The model is asked only for what comes after them.
+    await em.emit(*state.replay)
 
     config = _dec.decode(session.get(b"agent_config") or b"{}")
     model_name = (session.get(b"effective_model") or b"agentstream-builtin").decode()
@@ -92,37 +114,45 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     model = observe.model(deps.model_for(model_name))
     ctx = ToolContext(deps.redis, record.namespace_id, ses_id, msg_id)
     text: list[str] = []
-    tool_rows: list[ToolEntry] = []
-    retriever_events: list[RetrieverExecution] = []
+    follows: list[Event] = []
     tokens = 0
-    for _ in range(MAX_STEPS):
+    for step in state.steps:  # recorded: settle what is left of them (a confirmation, a result)
+        text += step.text
+        turn.texts.append("".join(step.text))
+        for call in step.calls:
+            follows += await _settle(deps, em, ctx, turn, call)
+    for _ in range(MAX_STEPS - len(state.steps)):
+        pieces: list[str] = []
         uses: list[ToolUse] = []
         # Closed however the loop ends (a fenced append, a cancel): the provider's stream with it.
         async with contextlib.aclosing(model.step(turn)) as steps:  # type: ignore[type-var]
             async for ev in steps:
                 match ev:
                     case TextDelta(text=piece):
-                        text.append(piece)
+                        pieces.append(piece)
                         await em.emit(Token(content=piece))
                     case ToolUse():
                         uses.append(ev)
                     case Usage(input_tokens=i, output_tokens=o):
                         tokens += i + o
+        text += pieces
         if not uses:
             break
+        # The provider's ids are not kept: a call is known by its place, name and inputs.
+        first = len(turn.reports)
+        calls = [Call(ToolCall(tool_name=u.name, tool_call_id=call_id(msg_id, first + n, u.name, u.inputs),
+                               inputs=u.inputs)) for n, u in enumerate(uses)]
+        head: list[Event] = []
         if len(uses) > 1 or not turn.reports:
-            names = ", ".join(u.name for u in uses)
-            await em.emit(Thinking(step="tool_selection", message=f"Using {names}"))
-        for use in uses:
-            report, follow = await _call_tool(deps, em, ctx, turn, use)
-            turn.reports.append(report)
-            retriever_events += [e for e in follow if isinstance(e, RetrieverExecution)]
-            tool_rows.append(ToolEntry(message_id=msg_id, ts=now_ms(), tool_name=use.name,
-                                       tool_call_id=use.tool_call_id, inputs=_json.encode(use.inputs).decode(),
-                                       outputs=_json.encode(report.output).decode(),
-                                       status="success" if report.success else "error"))
+            head.append(Thinking(step="tool_selection", message=f"Using {', '.join(u.name for u in uses)}"))
+        # The step's calls in one append: a retry finds the whole step recorded, or none of it.
+        await em.emit(*head, *[c.event for c in calls])
+        turn.texts.append("".join(pieces))
+        for call in calls:
+            follows += await _settle(deps, em, ctx, turn, call)
     content = "".join(text)
     latency = float(now_ms() - record.created_at_ms)
+    retriever_events = [e for e in follows if isinstance(e, RetrieverExecution)]
     summary = RetrieverSummary(
         used_retrievers=bool(retriever_events), retriever_count=len(retriever_events),
         saved_retrievers=sum(1 for e in retriever_events if not e.is_adhoc),
@@ -132,14 +162,16 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     )
     final: list[Event] = [Message(content=content, message_id=msg_id, is_final=True)]
     if record.first:
-        name = session_name_for(record.content)
-        await deps.sessions.set_name(ses_id, name)
-        final.append(SessionName(session_name=name))
+        # The append script names the session from this event (fenced, never recreating it).
+        final.append(SessionName(session_name=session_name_for(record.content)))
     final.append(Done(latency_ms=latency, tool_calls_made=len(turn.reports), message_id=msg_id,
                       retriever_summary=summary, data_accessed_via_retriever=bool(retriever_events),
                       total_tokens=tokens))
     now = now_ms()
-    entries = [*tool_rows, AssistantEntry(message_id=msg_id, ts=now, content=content),
+    entries = [*[ToolEntry(message_id=msg_id, ts=now, tool_name=r.name, tool_call_id=r.tool_call_id,
+                           inputs=_json.encode(r.inputs).decode(), outputs=_json.encode(r.output).decode(),
+                           status="success" if r.success else "error") for r in turn.reports],
+               AssistantEntry(message_id=msg_id, ts=now, content=content),
                TurnEntry(message_id=msg_id, ts=now, status="completed", latency_ms=latency, tokens=tokens,
                          tool_calls=len(turn.reports))]
     await em.emit(*final, status="completed", log=entries,  # type: ignore[arg-type]
@@ -147,58 +179,71 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
                          "total_tokens": tokens, "total_latency_ms": latency, "turns": 1})
 
 
-async def _call_tool(deps: Deps, em: Emitter, ctx: ToolContext, turn: Turn, use: ToolUse) -> tuple[ToolReport, list[Event]]:
-    await em.emit(ToolCall(tool_name=use.name, tool_call_id=use.tool_call_id, inputs=use.inputs))
-    recorded = em.recorded_tool(use.tool_call_id)
-    decision = None
-    if recorded is None and catalogue.BY_NAME[use.name].requires_confirmation and use.name in turn.tools:
-        decision = await _confirm(deps, em, ctx, use)
-    if recorded is not None:
-        # A dead attempt ran this call and its result is in the stream: never run it twice.
-        result, follow = recorded
-    elif decision == "denied":
-        follow = []
-        result = ToolResult(tool_name=use.name, tool_call_id=use.tool_call_id, success=False,
-                            output={"approved": False, "message": "The user denied this action; it was not run"},
-                            latency_ms=0.0, error="denied")
+async def _settle(deps: Deps, em: Emitter, ctx: ToolContext, turn: Turn, call: Call) -> list[Event]:
+    """Give a call its result: the recorded one, or run it now (asking first if it writes).
+    Appends its report to the turn; returns the retriever/pipeline events that followed it."""
+    use = call.event
+    decision: str | None = None
+    if call.result is not None:
+        # Recorded (by this message's earlier attempt or continuation): never run it twice.
+        result, follow = call.result, list(call.follow)
+        if call.confirmation is not None:
+            decision = "denied" if result.error == "denied" else "approved"
     else:
-        started = time.perf_counter()
-        follow = []
-        try:
-            tool = deps.tools.get(use.name)
-            if use.name not in turn.tools or tool is None:
-                raise ToolError(f"tool {use.name!r} is not available in this session")
-            outcome = await tool(ctx, use.inputs)
-            ms = round((time.perf_counter() - started) * 1000, 3)
-            result = ToolResult(tool_name=use.name, tool_call_id=use.tool_call_id, success=True,
-                                output=outcome.output, latency_ms=ms)
-            for r in outcome.retriever_runs:
-                follow.append(RetrieverExecution(tool_name=use.name, execution_id=r.execution_id,
-                                                 retriever_id=r.retriever_id, is_adhoc=r.is_adhoc,
-                                                 documents_returned=r.documents_returned,
-                                                 latency_ms=r.latency_ms, message=r.message))
-            if outcome.pipeline_config is not None:
-                follow.append(PipelineConfig(tool_name=use.name, config=outcome.pipeline_config,
-                                             message="Save this pipeline as a retriever to run it again"))
-        except ToolError as exc:
-            ms = round((time.perf_counter() - started) * 1000, 3)
-            result = ToolResult(tool_name=use.name, tool_call_id=use.tool_call_id, success=False,
-                                output={"error": str(exc)}, latency_ms=ms, error=str(exc))
-    await em.emit(result, *follow)
-    return ToolReport(use.tool_call_id, use.name, use.inputs, result.success, result.output), follow
+        if catalogue.BY_NAME[use.tool_name].requires_confirmation and use.tool_name in turn.tools:
+            decision = await _confirm(deps, em, ctx, call)
+        if decision == "denied":
+            follow = []
+            result = ToolResult(tool_name=use.tool_name, tool_call_id=use.tool_call_id, success=False,
+                                output={"approved": False, "message": "The user denied this action; it was not run"},
+                                latency_ms=0.0, error="denied")
+        else:
+            result, follow = await _run_tool(deps, ctx, turn, use)
+        await em.emit(result, *follow)
+    turn.reports.append(ToolReport(use.tool_call_id, use.tool_name, use.inputs, result.success, result.output,
+                                   step=len(turn.texts) - 1, decision=decision))
+    return follow
+
+
+async def _run_tool(deps: Deps, ctx: ToolContext, turn: Turn, use: ToolCall) -> tuple[ToolResult, list[Event]]:
+    started = time.perf_counter()
+    follow: list[Event] = []
+    try:
+        tool = deps.tools.get(use.tool_name)
+        if use.tool_name not in turn.tools or tool is None:
+            raise ToolError(f"tool {use.tool_name!r} is not available in this session")
+        outcome = await tool(ctx, use.inputs)
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        result = ToolResult(tool_name=use.tool_name, tool_call_id=use.tool_call_id, success=True,
+                            output=outcome.output, latency_ms=ms)
+        for r in outcome.retriever_runs:
+            follow.append(RetrieverExecution(tool_name=use.tool_name, execution_id=r.execution_id,
+                                             retriever_id=r.retriever_id, is_adhoc=r.is_adhoc,
+                                             documents_returned=r.documents_returned,
+                                             latency_ms=r.latency_ms, message=r.message))
+        if outcome.pipeline_config is not None:
+            follow.append(PipelineConfig(tool_name=use.tool_name, config=outcome.pipeline_config,
+                                         message="Save this pipeline as a retriever to run it again"))
+    except ToolError as exc:
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        result = ToolResult(tool_name=use.tool_name, tool_call_id=use.tool_call_id, success=False,
+                            output={"error": str(exc)}, latency_ms=ms, error=str(exc))
+    return result, follow
 
 
 class Paused(Exception):
     """The run waits for the user's answer to a confirmation; the job ends here."""
 
 
-async def _confirm(deps: Deps, em: Emitter, ctx: ToolContext, use: ToolUse) -> str:
-    """Ask (or re-ask, on a continuation: the same event replays) and return the decision."""
-    conf = await ConfirmationStore(deps.redis).open(ctx.session_id, ctx.message_id, use.tool_call_id, use.name,
-                                                    use.inputs)
-    await em.emit(ConfirmationRequired(confirmation_id=conf.confirmation_id, tool_name=use.name,
-                                       inputs=use.inputs, expires_at=iso(conf.expires_ms),
-                                       message=f"{use.name} changes your data: approve or deny it"))
+async def _confirm(deps: Deps, em: Emitter, ctx: ToolContext, call: Call) -> str:
+    """Ask once (the confirmation is keyed by the call's stable id) and return the decision."""
+    use = call.event
+    conf = await ConfirmationStore(deps.redis).open(ctx.session_id, ctx.message_id, em.attempt, use.tool_call_id,
+                                                    use.tool_name, use.inputs)
+    if call.confirmation is None:
+        await em.emit(ConfirmationRequired(confirmation_id=conf.confirmation_id, tool_name=use.tool_name,
+                                           inputs=use.inputs, expires_at=iso(conf.expires_ms),
+                                           message=f"{use.tool_name} changes your data: approve or deny it"))
     if conf.state == "pending":
         raise Paused(conf.confirmation_id)
     return conf.state

@@ -4,8 +4,11 @@ arq calls none of our code when it gives up on a job (max tries, expiry, a job t
 deserialised), and a SIGKILLed job would wait for arq's in-progress key to expire (minutes).
 So each worker also runs this loop over the ``active`` index:
 
-* queued, and no arq job exists (the gateway died between accepting and enqueueing): enqueue it;
-* running, and its lease expired (the worker died or stalled): if tries are left, clear arq's
+* queued, and no arq job exists (the gateway died between accepting, or answering a
+  confirmation, and enqueueing): enqueue it; queued, and arq started the job but no worker
+  claimed it within the grace (the worker died in between): restart it (one atomic script);
+* running, and its lease expired (the worker died or stalled): if crash tries are left (a
+  continuation after a confirmation, or a graceful hand-over, spends none), clear arq's
   in-progress key so the job starts again now (the new attempt fences the old one); otherwise,
   or if arq dropped the job, end the message with ``error`` (``max_tries_exceeded``, ``job_lost``);
 * older than the message deadline: ``error`` ``deadline_exceeded``.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from shared import keys, metrics
+from shared import keys, metrics, scripts
 from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import now_ms
@@ -41,6 +44,15 @@ async def end_with_error(deps: Deps, ses_id: str, msg_id: str, code: str, messag
     log.warning("message %s ended by the reaper: %s", msg_id, code)
     metrics.REAPER_ACTIONS.labels(metrics.bounded("kind", code)).inc()
     return True
+
+
+async def _restart_unclaimed(deps: Deps, ses_id: str, msg_id: str, job_id: str, now: int) -> bool:
+    """Clear arq's in-progress key of a job no worker claimed, in one step with the check that
+    the message is still unclaimed: a claim that lands meanwhile keeps its key."""
+    restart = deps.redis.register_script(scripts.RESTART_UNCLAIMED)
+    deleted = await restart(keys=[keys.message(ses_id, msg_id), keys.ARQ_IN_PROGRESS + job_id],
+                            args=[now, QUEUED_GRACE_MS])
+    return bool(deleted)
 
 
 async def reap_once(deps: Deps) -> int:
@@ -70,24 +82,26 @@ async def reap_once(deps: Deps) -> int:
             pipe.exists(keys.ARQ_IN_PROGRESS + record.job_id)
             job_exists, in_progress = await pipe.execute()
         next_check = now + interval_ms
+        # A message is queued since it was accepted, or since its confirmation was answered.
+        queued_for = now - max(record.created_at_ms, record.queued_at_ms)
         if record.status == "queued":
-            if in_progress and now - record.created_at_ms > QUEUED_GRACE_MS and record.attempt == 0:
+            if in_progress and queued_for > QUEUED_GRACE_MS and await _restart_unclaimed(deps, ses_id, msg_id,
+                                                                                          record.job_id, now):
                 # arq marked the job started but our claim never came: the worker died in
                 # between. Without this, the message would wait for arq's in-progress key to
                 # expire (job timeout + 10 s). A live but late claimer is fenced by the attempt.
-                await deps.redis.delete(keys.ARQ_IN_PROGRESS + record.job_id)
                 await jobs.wake(deps.redis, s, ses_id, msg_id)
                 log.info("message %s: started by a worker that never claimed it; restarting", msg_id)
                 metrics.REAPER_ACTIONS.labels("restarted_unclaimed").inc()
                 acted += 1
-            elif not job_exists and not in_progress and now - record.created_at_ms > QUEUED_GRACE_MS:
+            elif not job_exists and not in_progress and queued_for > QUEUED_GRACE_MS:
                 await jobs.enqueue(deps.arq, deps.redis, s, ses_id, msg_id, record.job_id)
                 log.info("message %s had no job; enqueued", msg_id)
                 metrics.REAPER_ACTIONS.labels("enqueued_missing_job").inc()
                 acted += 1
             next_check = now + QUEUED_GRACE_MS
         elif record.status == "running" and record.lease_until_ms < now:
-            if record.attempt >= s.max_tries:
+            if record.attempt - record.handed >= s.max_tries:  # hand-overs and continuations are free
                 acted += await end_with_error(deps, ses_id, msg_id, "max_tries_exceeded",
                                               f"The message failed {record.attempt} attempts")
             elif not job_exists:

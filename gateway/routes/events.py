@@ -2,8 +2,10 @@
 
 Messages come in the order the session log accepted them; each message's events in stream
 order. The SSE ``id:`` is ``<message_id>/<entry id>``, so ``Last-Event-ID`` resumes exactly
-after one event of one message. A running message is followed live to its end; the response
-ends when every message of the session has been delivered. With
+after one event of one message. A running message is followed live to its terminal event, a
+paused one (awaiting a confirmation) included; the response ends when every message of the
+session has been delivered, and resuming at the very last event answers 204. A message whose
+record expired is announced with a ``reset`` (``message_expired``) instead of vanishing. With
 ``Accept: application/x-ndjson`` the same events come as JSON lines.
 """
 
@@ -20,8 +22,8 @@ from gateway.auth import authenticate
 from gateway.context import Services, services
 from gateway.streaming import frames, open_reader
 from shared import cursor as cur
-from shared.errors import BadRequest
-from shared.events import encode_json
+from shared.errors import BadRequest, NotFound
+from shared.events import Reset, encode_json, encode_payload
 from shared.ids import iso
 from shared.stores.session_log import UserEntry
 
@@ -42,6 +44,11 @@ async def _message_ids(svc: Services, ses_id: str) -> list[str]:
     return [e.message_id for e in await svc.sessions.log(ses_id) if isinstance(e, UserEntry)]
 
 
+async def _is_terminal(svc: Services, ses_id: str, after: tuple[str, tuple[int, int]]) -> bool:
+    record = await svc.messages.record(ses_id, after[0])
+    return bool(record and record.terminal_id and cur.parse(record.terminal_id) == after[1])
+
+
 async def _events(svc: Services, ses_id: str, after: tuple[str, tuple[int, int]] | None
                   ) -> AsyncIterator[tuple[str, list[tuple[bytes | None, bytes, bytes]] | None]]:
     delivered: set[str] = set()
@@ -58,7 +65,15 @@ async def _events(svc: Services, ses_id: str, after: tuple[str, tuple[int, int]]
                 if msg_id != after[0]:
                     continue
                 started, start = True, after[1]
-            reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, start)
+            try:
+                # Through pauses: the log goes on with what a confirmation's answer continues.
+                reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, start,
+                                           through_pauses=True)
+            except NotFound:
+                # The record outlived its retention: say so, rather than skip the message.
+                gone = Reset(reason="message_expired", status="expired", replay_from="0-0")
+                yield msg_id, [(b"0-0", b"reset", encode_payload(gone))]
+                continue
             try:
                 async for batch in reader:
                     yield msg_id, batch
@@ -72,8 +87,14 @@ async def session_events(request: Request) -> Response:
     ses_id = request.path_params["session_id"]
     await svc.sessions.load(caller.namespace_id, ses_id)
     after = parse_cursor(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
-    if after is not None and after[0] not in await _message_ids(svc, ses_id):
-        raise BadRequest("Last-Event-ID names a message this session does not have", code="invalid_last_event_id")
+    if after is not None:
+        ids = await _message_ids(svc, ses_id)
+        if after[0] not in ids:
+            raise BadRequest("Last-Event-ID names a message this session does not have",
+                             code="invalid_last_event_id")
+        if after[0] == ids[-1] and await _is_terminal(svc, ses_id, after):
+            # The reader has the log's last event: nothing is left (like a message stream's 204).
+            return Response(status_code=204)
     ndjson = "application/x-ndjson" in request.headers.get("accept", "")
     body = _ndjson(svc, ses_id, after) if ndjson else _sse(svc, ses_id, after)
     headers = {**sse.HEADERS, "Content-Type": "application/x-ndjson"} if ndjson else sse.HEADERS

@@ -1,8 +1,8 @@
 """Confirmations: a write tool pauses its message until the user approves or denies it.
 
-The worker creates the confirmation (id derived from the tool call, so a retry finds the same
-one) and emits ``confirmation_required``; the message's status becomes
-``awaiting_confirmation`` and its stream pauses. The API answers it once, within
+The worker creates the confirmation (id derived from the tool call's stable id, so a retry or a
+continuation finds the same one) and emits ``confirmation_required``; the message's status
+becomes ``awaiting_confirmation`` and its stream pauses. The API answers it once, within
 ``CONFIRMATION_TTL_MS``, in one atomic step that also puts the message back in the queue.
 """
 
@@ -17,14 +17,42 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from shared import keys
-from shared.errors import BadRequest, NotFound
+from shared.errors import BadRequest, Fenced, NotFound
 from shared.ids import now_ms
 
 CONFIRMATION_TTL_MS = 5 * 60_000
+CONFIRMATION_KEY_TTL_S = 7 * 86_400
+# The reaper looks at an answered message this long after the answer: by then its continuation
+# has been enqueued and claimed, or the gateway died in between and the reaper enqueues it.
+ANSWER_GRACE_MS = 5_000
 _json = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 
-# KEYS: 1 confirmation, 2 message record. ARGV: 1 decision (approved|denied), 2 now ms, 3 job id
+# OPEN: create the confirmation (or find the one an earlier attempt created), fenced on the
+# attempt like every append, and never recreating an expired message record.
+# KEYS: 1 confirmation, 2 message record. ARGV: 1 attempt, 2 message id, 3 tool call id,
+# 4 tool name, 5 inputs (JSON), 6 expires ms if created now, 7 key TTL s.
+# Returns {state, expires_ms}; errors NOREC, TERMINAL, FENCED (as the append script's).
+OPEN = r"""
+local att = redis.call('HGET', KEYS[2], 'attempt')
+if not att then return redis.error_reply('NOREC message record missing') end
+if redis.call('HEXISTS', KEYS[2], 'terminal_type') == 1 then
+  return redis.error_reply('TERMINAL message already ended')
+end
+if att ~= ARGV[1] then return redis.error_reply('FENCED attempt ' .. ARGV[1] .. ' superseded by ' .. att) end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'state', 'pending', 'expires_ms', ARGV[6], 'message_id', ARGV[2],
+             'tool_call_id', ARGV[3], 'tool_name', ARGV[4], 'inputs', ARGV[5])
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+end
+local c = redis.call('HMGET', KEYS[1], 'state', 'expires_ms')
+redis.call('HSET', KEYS[2], 'confirm_expires_ms', c[2])
+return c
+"""
+
+# ANSWER: KEYS: 1 confirmation, 2 message record. ARGV: 1 decision (approved|denied), 2 now ms,
+# 3 job id. The paused attempt ended cleanly, so it counts as handed over (``handed``): a
+# continuation does not spend one of the message's crash retries.
 ANSWER = r"""
 local c = redis.call('HMGET', KEYS[1], 'state', 'expires_ms')
 if not c[1] then return redis.error_reply('NOCONF') end
@@ -34,12 +62,14 @@ if redis.call('HGET', KEYS[2], 'status') ~= 'awaiting_confirmation' then
   return redis.error_reply('NOTPAUSED')
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'answered_ms', ARGV[2])
-redis.call('HSET', KEYS[2], 'status', 'queued', 'job', ARGV[3])
+redis.call('HSET', KEYS[2], 'status', 'queued', 'job', ARGV[3], 'queued_ms', ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'handed', 1)
 return redis.call('HGET', KEYS[2], 'last_id')
 """
 
 
 def confirmation_id(tool_call_id: str) -> str:
+    """From the call's stable id (``worker/recorded.py``), so every attempt finds the same one."""
     return "conf_" + hashlib.sha256(tool_call_id.encode()).hexdigest()[:16]
 
 
@@ -57,6 +87,7 @@ class Confirmation:
 class ConfirmationStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._open = redis.register_script(OPEN)
         self._answer = redis.register_script(ANSWER)
 
     async def get(self, ses_id: str, conf_id: str) -> Confirmation | None:
@@ -67,28 +98,30 @@ class ConfirmationStore:
                             h[b"tool_name"].decode(), _dec.decode(h[b"inputs"]), h[b"state"].decode(),
                             int(h[b"expires_ms"]))
 
-    async def open(self, ses_id: str, msg_id: str, tool_call_id: str, tool_name: str,
+    async def open(self, ses_id: str, msg_id: str, attempt: int, tool_call_id: str, tool_name: str,
                    inputs: dict[str, Any]) -> Confirmation:
-        """Create the confirmation, or return the one a previous attempt created."""
+        """Create the confirmation, or return the one a previous attempt created. Raises Fenced
+        when this attempt may no longer write (superseded, or the message ended)."""
         conf_id = confirmation_id(tool_call_id)
-        key = keys.confirmation(ses_id, conf_id)
-        expires = now_ms() + CONFIRMATION_TTL_MS
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "state", "pending")
-            pipe.hsetnx(key, "expires_ms", expires)
-            pipe.hset(key, mapping={"message_id": msg_id, "tool_call_id": tool_call_id, "tool_name": tool_name,
-                                    "inputs": _json.encode(inputs)})
-            pipe.expire(key, 7 * 86_400)
-            await pipe.execute()
-        await self.redis.hset(keys.message(ses_id, msg_id), "confirm_expires_ms",
-                              int((await self.redis.hget(key, "expires_ms")) or expires))
-        found = await self.get(ses_id, conf_id)
-        assert found is not None
-        return found
+        try:
+            state, expires = await self._open(
+                keys=[keys.confirmation(ses_id, conf_id), keys.message(ses_id, msg_id)],
+                args=[attempt, msg_id, tool_call_id, tool_name, _json.encode(inputs),
+                      now_ms() + CONFIRMATION_TTL_MS, CONFIRMATION_KEY_TTL_S])
+        except ResponseError as exc:
+            if str(exc).startswith(("FENCED", "TERMINAL", "NOREC")):
+                raise Fenced(str(exc)) from None
+            raise
+        return Confirmation(conf_id, msg_id, tool_call_id, tool_name, inputs, state.decode(), int(expires))
 
     async def answer(self, ses_id: str, conf: Confirmation, approved: bool, job_id: str) -> str:
-        """Record the decision; returns the id of the confirmation_required event."""
+        """Record the decision; returns the id of the confirmation_required event.
+
+        The reaper's schedule moves first: whatever happens to this gateway after the answer
+        (before or after it enqueues the continuation), the reaper looks at the message within
+        seconds instead of at the confirmation's expiry."""
         conf_id = conf.confirmation_id
+        await self.redis.zadd(keys.ACTIVE, {f"{ses_id}/{conf.message_id}": now_ms() + ANSWER_GRACE_MS}, xx=True)
         try:
             last = await self._answer(keys=[keys.confirmation(ses_id, conf_id), keys.message(ses_id, conf.message_id)],
                                       args=["approved" if approved else "denied", now_ms(), job_id])
@@ -105,4 +138,3 @@ class ConfirmationStore:
                                  details={"confirmation_id": conf_id}) from None
             raise
         return last.decode()
-

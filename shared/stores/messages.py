@@ -60,6 +60,8 @@ class Record:
     folded: str = ""
     folded_count: int = 0
     traceparent: str | None = None  # W3C, of the request that sent it (traces on only)
+    handed: int = 0  # attempts that ended without a crash (paused, released): not crash retries
+    queued_at_ms: int = 0  # when an answered confirmation queued it again
 
     @property
     def ended(self) -> bool:
@@ -99,6 +101,8 @@ class Record:
             folded=s("folded") or "",
             folded_count=i("folded_count"),
             traceparent=s("traceparent"),
+            handed=i("handed"),
+            queued_at_ms=i("queued_ms"),
         )
 
 

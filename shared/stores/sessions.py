@@ -124,9 +124,6 @@ class SessionStore:
         await self.redis.hset(keys.session(ses_id), mapping={"session_name": name, "updated_ms": now})
         return now
 
-    async def set_name(self, ses_id: str, name: str) -> None:
-        await self.redis.hsetnx(keys.session(ses_id), "session_name", name)
-
     async def list_ids(self, ns_id: str) -> list[str]:
         ids = await self.redis.zrange(keys.namespace_sessions(ns_id), 0, -1)
         return [i.decode() for i in ids]

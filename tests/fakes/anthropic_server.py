@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import socket
+import string
 import threading
 import time
 from collections import deque
@@ -53,7 +55,7 @@ class ToolCall:
     name: str
     inputs: dict[str, Any]
     chunks: int = 3
-    id: str | None = None  # default: toolu_fake0001, toolu_fake0002, ...
+    id: str | None = None  # default: a fresh ``toolu_01…`` id on every response, as the real API issues
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,15 @@ def events_for(reply: Reply, model: str, message_id: str, tool_ids: list[str]) -
                                   "usage": {"output_tokens": reply.output_tokens}}))
     out.append(("message_stop", {"type": "message_stop"}))
     return out
+
+
+def fresh_tool_id() -> str:
+    """A new id per tool_use block, never repeated: a model asked the same question twice
+    answers with other ids, so nothing may key recorded state on them."""
+    return "toolu_01" + "".join(secrets.choice(_ID_CHARS) for _ in range(22))
+
+
+_ID_CHARS = string.ascii_letters + string.digits
 
 
 def sse(name: str, data: dict[str, Any]) -> bytes:
@@ -230,7 +241,7 @@ class FakeAnthropic:
             for b in reply.blocks:
                 if isinstance(b, ToolCall):
                     self._tools_made += 1
-                    ids.append(b.id or f"toolu_fake{self._tools_made:04d}")
+                    ids.append(b.id or fresh_tool_id())
         events = events_for(reply, body["model"], message_id, ids)
         return StreamingResponse(self._stream(reply, events), media_type="text/event-stream")
 

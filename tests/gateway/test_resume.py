@@ -82,3 +82,14 @@ def test_cursor_at_the_terminal_event_delivers_nothing_and_ends():
     r = record(status="completed", terminal_id="30-0", terminal_type="done", terminal_payload=b"{}")
     p = plan((30, 0), r, INFO)
     assert p.reset is None and p.from_record == []
+
+
+def test_regression_18_4_a_cursor_on_a_stream_with_nothing_yet_is_ahead():
+    """Before any entry exists, every entry to come is at or below a non-zero cursor: the
+    reader dropped them all and never ended. It gets cursor_ahead and the whole stream."""
+    empty = record(status="queued", attempt=0, count=0, last_id=None)
+    for info in (None, {"first": None, "last": None, "length": 0}):
+        p = plan((99999999999999, 0), empty, info)
+        assert p.start == (0, 0) and p.reset is not None and p.reset.reason == "cursor_ahead"
+        assert p.reset.replay_from == "0-0" and p.from_record is None
+    assert plan(None, empty, None).reset is None and plan((0, 0), empty, None).reset is None

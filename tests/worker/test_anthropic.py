@@ -203,3 +203,22 @@ def test_history_is_cleaned_into_alternating_turns() -> None:
         {"role": "assistant", "content": "answer"},
         {"role": "user", "content": "and now?"},
     ]
+
+
+def test_recorded_steps_go_back_as_they_were_said_with_stable_ids() -> None:
+    """Issue 18.1: each recorded step is one assistant turn (its text, then its tool_use blocks
+    with the pipeline's stable ids) and one user turn of results; the model continues after."""
+    a = ToolReport("run_aaaaaaaaaaaaaaaa", "list_collections", {}, True, {"collections": []}, step=0)
+    b = ToolReport("run_bbbbbbbbbbbbbbbb", "smart_search", {"query": "q"}, False, {"error": "boom"}, step=1)
+    turn = make_turn(content="find q", reports=[a, b], texts=["Looking. ", ""])
+    assert messages_for(turn) == [
+        {"role": "user", "content": "find q"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Looking. "},
+                                          {"type": "tool_use", "id": a.tool_call_id, "name": a.name, "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": a.tool_call_id,
+                                      "content": '{"collections":[]}', "is_error": False}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": b.tool_call_id, "name": b.name,
+                                           "input": {"query": "q"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": b.tool_call_id,
+                                      "content": '{"error":"boom"}', "is_error": True}]},
+    ]

@@ -8,6 +8,7 @@ scripted it (``responder=None``), so every request the worker makes is one a tes
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests import sse
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, Text, ToolCall
 from tests.gateway.seed import seed_demo_for
 from tests.stack import Proc, Stack
+from worker.recorded import call_id
 
 MODEL = "claude-haiku-4-5-20251001"
 KEY = "sk-ant-e2e-not-a-real-key"
@@ -126,9 +128,14 @@ def test_tool_use_round_trip_streams_claude_answer(api: httpx.Client, responder:
         assert "temperature" not in r.body
         assert "smart_search" in {t["name"] for t in r.body["tools"]}
     assert sent[0].body["messages"] == [{"role": "user", "content": QUESTION}]
+    # The call is known by its stable id (place, name, inputs), never by the id Anthropic
+    # issued; the step goes back as the assistant said it: its text, then its tool_use.
+    stable = call_id(mid, 0, "smart_search", INPUTS)
+    assert stable != TOOL_ID
     assert sent[1].body["messages"][:2] == [
         {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": TOOL_ID, "name": "smart_search",
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me search. "},
+                                          {"type": "tool_use", "id": stable, "name": "smart_search",
                                            "input": INPUTS}]}]
 
     types = [e.type for e in events]
@@ -140,10 +147,10 @@ def test_tool_use_round_trip_streams_claude_answer(api: httpx.Client, responder:
     assert events[4].data["step"] == "tool_selection"
 
     call = next(e.data for e in events if e.type == "tool_call")
-    assert call == {"tool_name": "smart_search", "tool_call_id": TOOL_ID, "inputs": INPUTS}
+    assert call == {"tool_name": "smart_search", "tool_call_id": stable, "inputs": INPUTS}
 
     result = next(e.data for e in events if e.type == "tool_result")
-    assert result["tool_name"] == "smart_search" and result["tool_call_id"] == TOOL_ID
+    assert result["tool_name"] == "smart_search" and result["tool_call_id"] == stable
     assert result["success"] is True and result.get("error") is None
     docs = result["output"]["documents"]
     assert 0 < len(docs) <= INPUTS["limit"]
@@ -151,7 +158,7 @@ def test_tool_use_round_trip_streams_claude_answer(api: httpx.Client, responder:
     assert "hash tags" in json.dumps(docs[0]).lower()  # the seeded document, really found
     # What Claude was sent back is exactly what the client saw.
     (sent_result,) = tool_results_in(sent[1].body)
-    assert sent_result["tool_use_id"] == TOOL_ID and sent_result["is_error"] is False
+    assert sent_result["tool_use_id"] == stable and sent_result["is_error"] is False
     assert json.loads(sent_result["content"]) == result["output"]
 
     run = next(e.data for e in events if e.type == "retriever_execution")
@@ -279,3 +286,53 @@ def test_error_in_the_step_after_a_tool_call_ends_with_one_error(api: httpx.Clie
     assert not fake.replies
     # The failed answer is not an answer: no message, no done, and the session counted no tokens.
     assert api.get(f"/v1/agents/sessions/{sid}").json()["stats"]["total_tokens"] == 0
+
+
+# --- issue 18.1: the recorded events are the agent's state --------------------------------------
+
+
+def test_regression_18_1_an_approved_write_runs_once_though_claude_issues_fresh_tool_ids(
+        api: httpx.Client, responder: FakeAnthropic) -> None:
+    """Anthropic issues new ``toolu_`` ids on every response. A continuation that asked Claude
+    again got a new id, found no recorded result, opened a new confirmation and paused again:
+    every approval asked again and the collection was never created."""
+    fake = responder
+    name = f"claude-made-{os.urandom(3).hex()}"
+    inputs = {"collection_name": name, "description": "made by Claude"}
+
+    def claude(body: dict[str, Any]) -> Reply:
+        if tool_results_in(body):
+            return Reply([Text("Created ", name, ".")])
+        return Reply([Text("I will create it. "), ToolCall("create_collection", inputs)])
+
+    fake.responder = claude
+    first = len(fake.requests)
+    sid = new_session(api)
+    r = api.post(f"/v1/agents/sessions/{sid}/messages", json={"content": f"create a collection named {name}"})
+    mid = r.headers["x-message-id"]
+    before = sse.parse(r.text)
+    assert [e.type for e in before][-3:] == ["thinking", "tool_call", "confirmation_required"]
+    stable = call_id(mid, 0, "create_collection", inputs)
+    assert before[-2].data["tool_call_id"] == stable
+
+    r = api.post(f"/v1/agents/sessions/{sid}/confirmations/{before[-1].data['confirmation_id']}",
+                 json={"approved": True})
+    assert r.status_code == 200, r.text
+    after = sse.parse(r.text)
+    sse.check_stream(before + after)
+    types = [e.type for e in after]
+    assert types == ["tool_result", "token", "token", "token", "message", "session_name", "done"], types
+    assert after[0].data["success"] is True and after[0].data["tool_call_id"] == stable
+    assert next(e for e in after if e.type == "message").data["content"] == f"I will create it. Created {name}."
+    cols = api.post("/v1/collections/list", json={}).json()["results"]
+    assert [c["collection_name"] for c in cols].count(name) == 1
+    # Claude was asked for the tool step once; the continuation asked only for what follows it,
+    # sending the recorded step back with the stable id.
+    sent = [x.body for x in fake.requests[first:]]
+    assert len(sent) == 2 and not tool_results_in(sent[0])
+    (result,) = tool_results_in(sent[1])
+    assert result["tool_use_id"] == stable and result["is_error"] is False
+    assert sent[1]["messages"][-2]["content"][-1] == {"type": "tool_use", "id": stable,
+                                                      "name": "create_collection", "input": inputs}
+    full = sse.parse(api.get(f"/v1/agents/sessions/{sid}/messages/{mid}/events").text)
+    assert [e.type for e in full].count("confirmation_required") == 1 and "reset" not in [e.type for e in full]

@@ -1,8 +1,10 @@
 """Claude through Anthropic's Messages API, streamed, behind the same ``step`` as the built-in model.
 
 Every step is one streamed request rebuilt from the turn alone: history, the user's message,
-then the tool calls and their results from ``turn.reports``. Nothing is kept between steps,
-so a retry on another worker sends the request the dead attempt would have sent.
+then each recorded step as the assistant's turn (its text and ``tool_use`` blocks) and the
+user's ``tool_result`` blocks. Nothing is kept between steps, so a continuation or a retry on
+another worker sends what the conversation recorded so far. The ``tool_use`` ids sent are the
+pipeline's stable ids, not the ones Anthropic issued (those change on every response).
 
 The SDK retries refusals and connection failures before the stream starts (``MAX_RETRIES``);
 once events flow, a failure is raised as ``ProviderError`` and never retried here, because
@@ -21,7 +23,7 @@ import msgspec
 from anthropic import types as api
 
 from dataplane import catalogue
-from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage
+from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage, recorded_steps
 from worker.models.errors import ProviderError
 
 MAX_RETRIES = 2
@@ -108,12 +110,10 @@ def messages_for(turn: Turn) -> list[dict[str, Any]]:
     for entry in turn.history:
         _add_text(out, entry.get("role", ""), entry.get("content", ""))
     _add_text(out, "user", turn.content)
-    if turn.reports:
-        # ToolReport does not record which step asked for it, so all earlier calls go back as
-        # one assistant turn and their results as one user turn: exact for a single tool step
-        # (parallel calls included), a faithful summary for several.
-        out.append({"role": "assistant", "content": [_tool_use(r) for r in turn.reports]})
-        out.append({"role": "user", "content": [_tool_result(r) for r in turn.reports]})
+    for step in recorded_steps(turn):
+        said = [{"type": "text", "text": step.text}] if step.text.strip() else []
+        out.append({"role": "assistant", "content": said + [_tool_use(r) for r in step.calls]})
+        out.append({"role": "user", "content": [_tool_result(r) for r in step.calls]})
     return out
 
 

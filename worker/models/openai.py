@@ -2,7 +2,8 @@
 through the Chat Completions API, streamed, behind the same ``step`` as the built-in model.
 
 Every step is one streamed request rebuilt from the turn alone, as for Claude: system prompt,
-history, the user's message, then the tool calls and their results from ``turn.reports``.
+history, the user's message, then each recorded step (``base.recorded_steps``): its text and
+tool calls, and their results.
 
 Tool calls arrive as deltas keyed by ``index`` (id and name first, then the JSON arguments in
 fragments, parallel calls one after another or interleaved): they are assembled here and handed
@@ -33,7 +34,7 @@ import openai
 from openai.types.chat import ChatCompletionChunk
 
 from dataplane import catalogue
-from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage
+from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage, recorded_steps
 from worker.models.errors import ProviderError
 
 PROVIDER = "openai"
@@ -129,11 +130,12 @@ def messages_for(turn: Turn) -> list[dict[str, Any]]:
         _add_text(dialogue, entry.get("role", ""), entry.get("content", ""))
     _add_text(dialogue, "user", turn.content)
     out += dialogue
-    if turn.reports:
-        # As for Claude: the earlier calls go back as one assistant message and each result as
-        # the tool message answering it, exact for one tool step, a faithful summary for several.
-        out.append({"role": "assistant", "content": None, "tool_calls": [_tool_call(r) for r in turn.reports]})
-        out += [_tool_message(r) for r in turn.reports]
+    # As for Claude: each recorded step goes back as the assistant message that asked for its
+    # calls (with the text it said first), then one tool message answering each call.
+    for step in recorded_steps(turn):
+        out.append({"role": "assistant", "content": step.text if step.text.strip() else None,
+                    "tool_calls": [_tool_call(r) for r in step.calls]})
+        out += [_tool_message(r) for r in step.calls]
     return out
 
 

@@ -1,0 +1,91 @@
+"""The message reader over a real Redis and hub: what it does when things go wrong under it
+(issue 18.5: a trimmed gap on a re-read; 18.8: a failing record read)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from redis.exceptions import ResponseError
+
+from gateway.hub import Hub
+from gateway.streaming import open_reader
+from shared import connect, keys
+from shared.events import Token, encode_payload
+from shared.ids import new_id, now_ms
+from shared.settings import Settings
+from shared.stores.messages import MessageStore, Record
+from shared.stores.session_log import UserEntry
+from tests.stack import Stack
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    s = Stack()
+    s.start_redis()
+    yield s.redis_url
+    s.stop()
+
+
+async def _running(store: MessageStore, redis) -> tuple[str, str, int]:  # type: ignore[no-untyped-def]
+    ses, msg = new_id("ses"), new_id("msg")
+    await redis.hset(keys.session(ses), mapping={"status": "active", "namespace_id": "ns_x"})
+    await store.accept(ses, "ns_x", msg, UserEntry(message_id=msg, ts=now_ms(), content="hi"), "hi", None, "h")
+    attempt, _ = await store.claim(ses, msg, "test")
+    return ses, msg, attempt
+
+
+class FailingRecords(MessageStore):
+    async def record(self, ses_id: str, msg_id: str) -> Record | None:
+        raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+async def test_regression_18_8_a_failing_record_read_releases_the_subscription(redis_url):
+    redis = connect.client(redis_url)
+    hub = Hub(redis_url)
+    await hub.start()
+    try:
+        store = FailingRecords(redis, Settings())
+        with pytest.raises(ResponseError):
+            await open_reader(store, hub, Settings(), new_id("ses"), new_id("msg"), None)
+        assert hub.subscriber_count() == 0  # it was subscribed before the read; now released
+    finally:
+        await hub.stop()
+        await redis.aclose()
+
+
+async def test_regression_18_5_a_live_reader_that_falls_behind_the_cap_gets_cursor_expired(redis_url):
+    settings = Settings(heartbeat_s=5)
+    redis = connect.client(redis_url)
+    hub = Hub(redis_url, heartbeat_s=0.2)
+    await hub.start()
+    store = MessageStore(redis, settings)
+    try:
+        ses, msg, attempt = await _running(store, redis)
+        sent = await store.append(ses, msg, attempt, [Token(content=f"t{i} ") for i in range(3)])
+        reader = await open_reader(store, hub, settings, ses, msg, None)
+        batches = aiter(reader)
+        first = await anext(batches)
+        assert first is not None and [e[0].decode() for e in first] == sent
+        # While the reader is behind (its live entries lost, as a slow reader's overflow drops
+        # them), twenty entries land and MAXLEN trims the stream to its last five.
+        key = keys.events(ses, msg)
+        for i in range(20):
+            await redis.xadd(key, {"t": "token", "d": encode_payload(Token(content=f"late{i} "))})
+        await redis.hincrby(keys.message(ses, msg), "count", 20)
+        await redis.xtrim(key, maxlen=5, approximate=False)
+        kept = [eid for eid, _ in await redis.xrange(key)]
+        got = []
+        while len([e for e in got if e[1] != b"reset"]) < 5:
+            batch = await anext(batches)  # the hub's heartbeat tick makes the reader re-read
+            got += batch or []
+        assert got[0][1] == b"reset", got  # explicit: what it never saw is gone
+        reset = got[0][2]
+        assert b'"reason":"cursor_expired"' in reset and f'"replay_from":"{sent[-1]}"'.encode() in reset
+        assert [e[0] for e in got[1:]] == kept
+        await reader.aclose()
+    finally:
+        await hub.stop()
+        await redis.aclose()
