@@ -10,6 +10,7 @@ answers exactly as a missing one does.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from dataplane import offload
 from dataplane.models import (
     ID_PATTERN,
     NAME_PATTERN,
@@ -50,6 +52,7 @@ _document = msgspec.json.Decoder(Document)
 _INSTRUCTION_TERMS = frozenset(t for phrase in SETUP + EXECUTION + GREETING for t in tokenize(phrase))
 # vocabulary per (namespace, collection, version): rebuilt only after a write
 _VOCABULARIES: LRU[tuple[str, str, int], frozenset[str]] = LRU(256)
+_BUILDING: dict[tuple[str, str, int], asyncio.Future[frozenset[str]]] = {}  # builds in flight
 
 
 def _str(value: bytes | str | None) -> str | None:
@@ -77,6 +80,14 @@ def check_metadata(metadata: Any, where: str) -> None:
     if size > MAX_DOCUMENT_BYTES:
         raise Invalid(f"{where}: metadata is {size} bytes; at most {MAX_DOCUMENT_BYTES} are allowed",
                       code="document_too_large", details={"limit_bytes": MAX_DOCUMENT_BYTES})
+
+
+def _decode_documents(raws: list[bytes]) -> list[Document]:
+    return sorted((_document.decode(r) for r in raws), key=lambda d: (d.created_ns, d.seq, d.document_id))
+
+
+def _vocabulary_of(docs: list[Document]) -> frozenset[str]:
+    return frozenset(t for d in docs for t in tokenize(" ".join(flatten(d.metadata))))
 
 
 class DataPlane(RetrieverStore):
@@ -232,19 +243,29 @@ class DataPlane(RetrieverStore):
             pipe.get(keys.collection_version(ns_id, col_id))
             pipe.hvals(keys.documents(ns_id, col_id))
             version, raws = await pipe.execute()
-        docs = sorted((_document.decode(r) for r in raws), key=lambda d: (d.created_ns, d.seq, d.document_id))
-        return int(version or 0), docs
+        return int(version or 0), await offload.run(len(raws), _decode_documents, raws)
 
     # Matching a request to collections (intent detection)
 
     async def _vocabulary(self, ns_id: str, col_id: str) -> frozenset[str]:
         version = await self.collection_version(ns_id, col_id)
         cached = _VOCABULARIES.get((ns_id, col_id, version))
-        if cached is None:
-            version, docs = await self.documents_for(ns_id, col_id)
-            cached = frozenset(t for d in docs for t in tokenize(" ".join(flatten(d.metadata))))
-            _VOCABULARIES.put((ns_id, col_id, version), cached)
-        return cached
+        if cached is not None:
+            return cached
+        # One build per version however many requests ask meanwhile; the build itself runs off
+        # the event loop (issue 15.2: 5,000 documents held the gateway for seconds).
+        building = _BUILDING.get((ns_id, col_id, version))
+        if building is None:
+            building = asyncio.ensure_future(self._build_vocabulary(ns_id, col_id))
+            _BUILDING[(ns_id, col_id, version)] = building
+            building.add_done_callback(lambda _: _BUILDING.pop((ns_id, col_id, version), None))
+        return await asyncio.shield(building)
+
+    async def _build_vocabulary(self, ns_id: str, col_id: str) -> frozenset[str]:
+        version, docs = await self.documents_for(ns_id, col_id)
+        vocabulary = await offload.run(len(docs), _vocabulary_of, docs)
+        _VOCABULARIES.put((ns_id, col_id, version), vocabulary)
+        return vocabulary
 
     async def suitable_collections(self, ns_id: str, text: str, limit: int = 5) -> list[SuitableCollection]:
         """Collections ranked by the share of the request's content words they know: a word in

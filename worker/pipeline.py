@@ -4,6 +4,7 @@ attempt, through the emitter (which also makes a retry continue or explicitly re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -69,7 +70,9 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     if attempt > 1:
         log.info("message %s attempt %d: %d recorded events to replay", msg_id, attempt, len(recorded))
 
-    c = classify(record.content)
+    # CPU-bound on up to 32,000 characters: off the event loop, so the lease renewal and every
+    # other job on this worker keep running meanwhile (issue 15.1)
+    c = await asyncio.to_thread(classify, record.content)
     await em.emit(Intent(intent=c.event_intent, confidence=c.confidence, category=c.event_category,
                          reasoning=c.reasoning, context_scope="namespace" if c.event_intent != "conversation"
                          else "session"))

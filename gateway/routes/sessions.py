@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -191,7 +192,7 @@ async def detect_intent(request: Request) -> Response:
     caller = await authenticate(request)
     svc = services(request)
     req = parse(await read_body(request, svc.settings.max_body_bytes), models.DetectIntentRequest)
-    c = classify(req.user_request)
+    c = await asyncio.to_thread(classify, req.user_request)  # CPU-bound: off the event loop
     options = None
     if c.clarification_needed:
         options = [

@@ -8,6 +8,7 @@ tools happens before they are called, not here.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -203,7 +204,7 @@ async def get_document(dp: DataPlane, ctx: ToolContext, args: DocumentRef) -> To
 
 @tool(UserRequest)
 async def detect_intent(dp: DataPlane, ctx: ToolContext, args: UserRequest) -> ToolOutcome:
-    c = classify(args.user_request)
+    c = await asyncio.to_thread(classify, args.user_request)  # CPU-bound: off the event loop
     suitable = await dp.suitable_collections(ctx.namespace_id, args.user_request)
     return ToolOutcome(msgspec.to_builtins(IntentClassification(
         intent=c.intent, confidence=c.confidence, reasoning=c.reasoning,  # type: ignore[arg-type]
