@@ -9,6 +9,7 @@ import msgspec
 from starlette.requests import Request
 
 from shared.errors import BadRequest, Invalid, PayloadTooLarge
+from shared.nesting import MAX_JSON_DEPTH, depth_exceeds
 
 T = TypeVar("T")
 _UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`(?: - at `([^`]*)`)?")
@@ -41,7 +42,17 @@ def parse(raw: bytes, type_: type[T], *, optional: bool = False) -> T:
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"Malformed JSON: {exc}", code="malformed_json") from None
+    except RecursionError:  # nesting deeper than the decoder itself goes
+        raise _too_deep() from None
+    if depth_exceeds(data, MAX_JSON_DEPTH):
+        raise _too_deep()
     return convert(data, type_)
+
+
+def _too_deep() -> BadRequest:
+    # Refused before anything recursive (validation, storage, filters) sees it (issue 15.3).
+    return BadRequest(f"JSON nests deeper than {MAX_JSON_DEPTH} levels", code="json_too_deep",
+                      details={"limit_depth": MAX_JSON_DEPTH})
 
 
 def convert(data: Any, type_: type[T]) -> T:
