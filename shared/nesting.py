@@ -7,6 +7,7 @@ Everything that accepts nested JSON refuses it past a depth first.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 MAX_JSON_DEPTH = 64  # request bodies, metadata included
@@ -18,6 +19,7 @@ def depth_exceeds(value: Any, limit: int) -> bool:
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list | tuple):
