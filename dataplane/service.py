@@ -41,6 +41,7 @@ from shared.models import SuitableCollection
 
 T = TypeVar("T")
 MAX_DOCUMENT_BYTES = 256 * 1024
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # signed and unsigned 64-bit integers both fit
 WATCH_RETRIES = 50
 FEATURE_EXTRACTOR = "text_bm25"
 
@@ -69,6 +70,22 @@ def document_not_found(collection_id: str, document_id: str) -> NotFound:
                     code="document_not_found", details={"collection_id": collection_id, "document_id": document_id})
 
 
+def _huge_integer(metadata: dict[str, Any]) -> str | None:
+    """The path of an integer outside the 64-bit range, if any: JSON allows any size, but such a
+    number cannot be compared or sorted with floats safely, nor printed past 4,300 digits, nor
+    read back exactly by most clients (issue 15.4)."""
+    stack: list[tuple[str, Any]] = [(k, v) for k, v in metadata.items()]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+            return path
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
 def check_metadata(metadata: Any, where: str) -> None:
     if not isinstance(metadata, dict):
         raise Invalid(f"{where}: metadata must be an object", code="invalid_document")
@@ -76,6 +93,10 @@ def check_metadata(metadata: Any, where: str) -> None:
         if not key or "." in key:
             raise Invalid(f"{where}: metadata key {key!r} is invalid: keys are non-empty and contain no '.' "
                           "(dots address nested fields)", code="invalid_document", details={"key": key})
+    huge = _huge_integer(metadata)
+    if huge is not None:
+        raise Invalid(f"{where}: metadata.{huge} is an integer outside the 64-bit range; store it as a string",
+                      code="number_out_of_range", details={"field": huge, "min": INT_MIN, "max": INT_MAX})
     size = len(_enc.encode(metadata))
     if size > MAX_DOCUMENT_BYTES:
         raise Invalid(f"{where}: metadata is {size} bytes; at most {MAX_DOCUMENT_BYTES} are allowed",

@@ -272,3 +272,15 @@ async def test_vocabulary_rebuild_after_a_write_does_not_block_the_event_loop(dp
     found = await task
     assert loop_ran_during_build and ticks == 5
     assert [c.collection_name for c in found] == ["big"]
+
+
+async def test_huge_integer_in_metadata_is_refused_at_ingest_with_422(dp: DataPlane) -> None:
+    """Issue 15.4: a 309+-digit integer was accepted and then broke every sort on its field."""
+    col = await dp.create_collection(A, "numbers")
+    for bad in ({"n": 2**64}, {"n": -(2**63) - 1}, {"deep": {"list": [1, 10**400]}}):
+        with pytest.raises(Invalid) as err:
+            await dp.add_document(A, col.collection_id, bad)
+        assert err.value.code == "number_out_of_range" and err.value.status == 422
+    assert err.value.details["field"] == "deep.list[1]"
+    kept = await dp.add_document(A, col.collection_id, {"n": 2**64 - 1, "m": -(2**63), "f": 1e308, "s": "9" * 400})
+    assert kept.metadata["n"] == 2**64 - 1
