@@ -18,6 +18,7 @@ from starlette.routing import Route
 from gateway import errors
 from gateway.context import Services, services
 from gateway.hub import Hub
+from gateway.limits import OpenStreams, stream_ceiling
 from gateway.routes import messages as message_routes
 from gateway.routes import sessions as session_routes
 from shared import connect, keys
@@ -40,7 +41,8 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         await hub.start()
         app.state.services = Services(settings=settings, redis=redis, arq=arq, hub=hub,
                                       messages=MessageStore(redis, settings),
-                                      sessions=SessionStore(redis, settings), tenants=TenantStore(redis))
+                                      sessions=SessionStore(redis, settings), tenants=TenantStore(redis),
+                                      streams=OpenStreams(stream_ceiling(settings)))
         # Everything allocated so far lives as long as the process: keep it out of the garbage
         # collector's generations, which shortens the gen2 pauses that showed in the p99 (bench).
         gc.collect()

@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 from starlette.requests import Request
 
 from gateway.hub import Hub
+from gateway.limits import OpenStreams
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
@@ -24,6 +25,7 @@ class Services:
     messages: MessageStore
     sessions: SessionStore
     tenants: TenantStore
+    streams: OpenStreams
     draining: bool = False
 
 

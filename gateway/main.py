@@ -13,6 +13,7 @@ import logging
 import uvicorn
 
 from gateway.app import create_app
+from gateway.limits import raise_fd_limit
 from shared import connect
 from shared.settings import Settings
 
@@ -34,6 +35,7 @@ class _Server(uvicorn.Server):
 
 def run(settings: Settings, redis_url: str | None = None) -> None:
     url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
+    raise_fd_limit()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(create_app(settings, url), host=settings.host, port=settings.port,
                             log_level=settings.log_level, loop="uvloop", http="httptools",

@@ -97,8 +97,14 @@ class Settings:
     max_content_chars: int = 32_000
     max_event_bytes: int = 1_048_576
     rate_limit_per_minute: int = 0  # per API key, 0 = off
-    max_streams_per_key: int = 0  # concurrent open SSE streams per key, 0 = off
+    max_streams_per_key: int = 500  # concurrent open SSE streams per key, 0 = off
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    # Hardening (issue 15): long-lived streams per gateway process (0: derived from the file
+    # descriptor limit), and the request head's caps (414 / 431)
+    max_open_streams: int = 0
+    max_request_line_bytes: int = 8192
+    max_header_bytes: int = 65536
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -129,7 +135,7 @@ class Settings:
             "message_record_ttl_s", "session_ttl_s", "idempotency_ttl_s", "job_timeout_s",
             "max_tries", "max_jobs", "lease_s", "reaper_interval_s", "fallback_poll_s",
             "message_deadline_s", "max_body_bytes", "max_content_chars", "max_event_bytes",
-            "sync_timeout_s",
+            "sync_timeout_s", "max_request_line_bytes", "max_header_bytes",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
