@@ -14,6 +14,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.limits import raise_fd_limit
+from gateway.protocol import protocol_class
 from shared import connect
 from shared.settings import Settings
 
@@ -38,6 +39,7 @@ def run(settings: Settings, redis_url: str | None = None) -> None:
     raise_fd_limit()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(create_app(settings, url), host=settings.host, port=settings.port,
-                            log_level=settings.log_level, loop="uvloop", http="httptools",
+                            log_level=settings.log_level, loop="uvloop",
+                            http=protocol_class(settings.max_request_line_bytes, settings.max_header_bytes),
                             timeout_graceful_shutdown=5, access_log=False, lifespan="on")
     _Server(config).run()
