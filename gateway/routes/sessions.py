@@ -121,6 +121,12 @@ async def list_sessions(request: Request) -> Response:
             offset = int(cursor)
         else:
             offset = ((page or 1) - 1) * limit
+    sort_field = str((req.sort or {}).get("field", "created_at"))
+    desc = str((req.sort or {}).get("direction", (req.sort or {}).get("order", "desc"))).lower() != "asc"
+    if not req.status and not req.filters and sort_field == "created_at":
+        # the common listing: a page of the creation-time index, whatever the namespace's size
+        rows, total = await svc.sessions.page(caller.namespace_id, offset, limit, newest_first=desc)
+        return _listing([sessions.to_response(h) for h in rows], total, offset, limit)
     ids = list(reversed(await svc.sessions.list_ids(caller.namespace_id)))  # newest first
     records = [sessions.to_response(h) for h in await svc.sessions.load_many(caller.namespace_id, ids)]
     if req.status:
@@ -136,8 +142,10 @@ async def list_sessions(request: Request) -> Response:
             raise Invalid(f"Unsupported sort field {field!r}", code="invalid_sort")
         desc = str(req.sort.get("direction", req.sort.get("order", "desc"))).lower() != "asc"
         records.sort(key=lambda r: getattr(r, field), reverse=desc)
-    total = len(records)
-    window = records[offset: offset + limit]
+    return _listing(records[offset: offset + limit], len(records), offset, limit)
+
+
+def _listing(window: list[models.GetSessionResponse], total: int, offset: int, limit: int) -> Response:
     has_next = offset + limit < total
     pagination = {"method": "offset", "limit": limit, "offset": offset, "returned": len(window),
                   "total": total, "has_next": has_next,

@@ -1,0 +1,71 @@
+"""Listing sessions reads a page of the creation-time index, not the namespace (issue 15.8: after
+2,000 sessions, ``list?limit=1`` read every session and took 76-85 ms, growing linearly)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.stack import Stack
+
+SESSIONS = 120
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    s = Stack()
+    s.start_redis()
+    s.start_gateway()  # no worker: nothing else touches Redis while the commands are counted
+    yield s
+    s.stop()
+
+
+def _session_reads(stack: Stack) -> int:
+    async def stats(r):  # type: ignore[no-untyped-def]
+        return await r.info("commandstats")
+
+    return int(stack.redis_call(stats).get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+def test_listing_sessions_reads_only_the_page_not_every_session(stack: Stack) -> None:
+    key, ns, _ = stack.new_tenant()
+    gw = next(p for p in stack.procs if p.kind == "gateway")
+    with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}", "X-Namespace": ns}) as api:
+        made = [api.post("/v1/agents/sessions", json={"agent_config": {}}).json()["session_id"]
+                for _ in range(SESSIONS)]
+        before = _session_reads(stack)
+        first = api.post("/v1/agents/sessions/list?limit=1", json={}).json()
+        reads = _session_reads(stack) - before
+        assert reads <= 2, f"{reads} session records read for a page of one"  # the page (+ the key's record)
+        assert [s["session_id"] for s in first["results"]] == [made[-1]]  # newest first
+        assert first["total"] == SESSIONS and first["pagination"]["has_next"] is True
+
+        # paging by cursor walks every session exactly once, newest first; ascending the other way
+        seen, cursor = [], None
+        while True:
+            page = api.post("/v1/agents/sessions/list", params={"limit": 50, **({"cursor": cursor} if cursor else {})},
+                            json={}).json()
+            seen += [s["session_id"] for s in page["results"]]
+            cursor = page["pagination"]["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == made[::-1]
+        asc = api.post("/v1/agents/sessions/list?limit=3",
+                       json={"sort": {"field": "created_at", "direction": "asc"}}).json()
+        assert [s["session_id"] for s in asc["results"]] == made[:3]
+
+
+def test_expired_sessions_leave_the_index_without_leaving_holes_in_a_page(stack: Stack) -> None:
+    from shared import keys
+
+    key, ns, _ = stack.new_tenant()
+    gw = next(p for p in stack.procs if p.kind == "gateway")
+    with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}", "X-Namespace": ns}) as api:
+        made = [api.post("/v1/agents/sessions", json={"agent_config": {}}).json()["session_id"] for _ in range(6)]
+        for sid in made[3:5]:  # two of the newest expire (their records go)
+            stack.redis_call(lambda r, sid=sid: r.delete(keys.session(sid)))
+        page = api.post("/v1/agents/sessions/list?limit=3", json={}).json()
+        assert [s["session_id"] for s in page["results"]] == [made[5], made[2], made[1]]
+        assert page["total"] == 4
