@@ -37,6 +37,7 @@ from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry, User
 from worker.deps import Deps
 from worker.emitter import Emitter
 from worker.models.base import TextDelta, ToolReport, ToolUse, Turn, Usage
+from worker.tools import budget
 from worker.tools.base import ToolContext, ToolError
 
 log = logging.getLogger("agentstream.worker")
@@ -168,8 +169,10 @@ async def _call_tool(deps: Deps, em: Emitter, ctx: ToolContext, turn: Turn, use:
                 raise ToolError(f"tool {use.name!r} is not available in this session")
             outcome = await tool(ctx, use.inputs)
             ms = round((time.perf_counter() - started) * 1000, 3)
+            # cut to fit the event cap (flagged ``truncated``) rather than fail the message (issue 15.9)
+            output = await asyncio.to_thread(budget.fit, outcome.output, budget.for_event(deps.settings.max_event_bytes))
             result = ToolResult(tool_name=use.name, tool_call_id=use.tool_call_id, success=True,
-                                output=outcome.output, latency_ms=ms)
+                                output=output, latency_ms=ms)
             for r in outcome.retriever_runs:
                 follow.append(RetrieverExecution(tool_name=use.name, execution_id=r.execution_id,
                                                  retriever_id=r.retriever_id, is_adhoc=r.is_adhoc,
