@@ -69,3 +69,22 @@ def test_expired_sessions_leave_the_index_without_leaving_holes_in_a_page(stack:
         page = api.post("/v1/agents/sessions/list?limit=3", json={}).json()
         assert [s["session_id"] for s in page["results"]] == [made[5], made[2], made[1]]
         assert page["total"] == 4
+
+
+def test_cursors_and_numeric_query_params_take_ascii_digits_only(stack: Stack) -> None:
+    """Issue 15.9: cursors and ``limit`` accepted ``١٢٣-٠`` and a trailing newline."""
+    key, ns, _ = stack.new_tenant()
+    gw = next(p for p in stack.procs if p.kind == "gateway")
+    with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}", "X-Namespace": ns}) as api:
+        sid = api.post("/v1/agents/sessions", json={"agent_config": {}}).json()["session_id"]
+        for bad in ("\u0661\u0662", "1\n", " 1", "1_0", "+1", "9" * 5000):
+            r = api.post("/v1/agents/sessions/list", params={"limit": bad}, json={})
+            assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_query", (bad, r.text)
+            r = api.get(f"/v1/agents/sessions/{sid}/history", params={"offset": bad})
+            assert r.status_code == 422, (bad, r.text)
+            r = api.post("/v1/agents/sessions/list", params={"cursor": bad}, json={})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor", (bad, r.text)
+        for bad in ("\u0661\u0662\u0663-\u0660", "123-0\n"):
+            r = api.get(f"/v1/agents/sessions/{sid}/events", params={"last_event_id": f"msg_x/{bad}"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_last_event_id", (bad, r.text)
+        assert api.post("/v1/agents/sessions/list", params={"limit": "2", "cursor": "0"}, json={}).status_code == 200
