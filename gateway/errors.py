@@ -25,6 +25,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _HTTP_TYPES = {
     400: "BadRequestError", 401: "UnauthorizedError", 403: "ForbiddenError", 404: "NotFoundError",
     405: "MethodNotAllowedError", 409: "ConflictError", 413: "PayloadTooLargeError",
+    414: "UriTooLongError", 415: "UnsupportedMediaTypeError", 431: "RequestHeaderFieldsTooLargeError",
     422: "ValidationError", 429: "RateLimitError", 500: "InternalError", 503: "ServiceUnavailableError",
 }
 

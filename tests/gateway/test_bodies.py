@@ -54,3 +54,24 @@ def test_deep_filters_and_filter_stage_conditions_are_refused_in_the_error_shape
         {"collection_identifiers": [col], "filters": tree, "stages": stages}).encode(),
         headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "json_too_deep"
+
+
+def test_a_body_that_is_not_declared_json_is_415(api: httpx.Client) -> None:
+    """Issue 15.9: bodies sent as text/plain (what a cross-site form or a bare fetch sends) were
+    parsed as JSON."""
+    body = json.dumps({"agent_config": {}}).encode()
+    for ctype in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                  "multipart/form-data; boundary=x", "application/jsonx"):
+        r = api.post("/v1/agents/sessions", content=body, headers={"Content-Type": ctype})
+        assert r.status_code == 415, (ctype, r.text)
+        assert r.json()["error"]["code"] == "unsupported_media_type" and r.json()["success"] is False
+    for ctype in ("application/json", "application/json; charset=utf-8", "Application/JSON",
+                  "application/merge-patch+json"):
+        assert api.post("/v1/agents/sessions", content=body, headers={"Content-Type": ctype}).status_code == 200
+    # no Content-Type at all: read as JSON (documented); an empty body needs none
+    bare = httpx.Request("POST", str(api.base_url) + "/v1/agents/sessions", headers=dict(api.headers), content=body)
+    bare.headers.pop("content-type", None)
+    assert api.send(bare).status_code == 200
+    sid = api.post("/v1/agents/sessions", json={"agent_config": {}}).json()["session_id"]
+    r = api.post(f"/v1/agents/sessions/{sid}/messages/msg_0000000000000000/cancel", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 404  # no body: the media type does not matter
