@@ -129,9 +129,15 @@ async def list_sessions(request: Request) -> Response:
             offset = ((page or 1) - 1) * limit
     sort_field = str((req.sort or {}).get("field", "created_at"))
     desc = str((req.sort or {}).get("direction", (req.sort or {}).get("order", "desc"))).lower() != "asc"
-    if not req.status and not req.filters and sort_field == "created_at":
-        # the common listing: a page of the creation-time index, whatever the namespace's size
-        rows, total = await svc.sessions.page(caller.namespace_id, offset, limit, newest_first=desc)
+    status = req.status or (req.filters or {}).get("status")
+    if set(req.filters or {}) <= {"status"} and sort_field == "created_at" and \
+            (status is None or isinstance(status, str)) and (req.status is None or req.status == status):
+        # the common listings: a page of an index, whatever the namespace's size (issue 15.8)
+        if status is None:
+            rows, total = await svc.sessions.page(caller.namespace_id, offset, limit, newest_first=desc)
+        else:
+            rows, total = await svc.sessions.page_by_status(caller.namespace_id, status, offset, limit,
+                                                            newest_first=desc)
         return _listing([sessions.to_response(h) for h in rows], total, offset, limit)
     ids = list(reversed(await svc.sessions.list_ids(caller.namespace_id)))  # newest first
     records = [sessions.to_response(h) for h in await svc.sessions.load_many(caller.namespace_id, ids)]

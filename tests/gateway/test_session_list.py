@@ -88,3 +88,44 @@ def test_cursors_and_numeric_query_params_take_ascii_digits_only(stack: Stack) -
             r = api.get(f"/v1/agents/sessions/{sid}/events", params={"last_event_id": f"msg_x/{bad}"})
             assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_last_event_id", (bad, r.text)
         assert api.post("/v1/agents/sessions/list", params={"limit": "2", "cursor": "0"}, json={}).status_code == 200
+
+
+def test_listing_by_status_pages_an_index_and_finds_sessions_terminated_before_it(stack: Stack) -> None:
+    from shared import keys
+
+    key, ns, ns_id = stack.new_tenant()
+    gw = next(p for p in stack.procs if p.kind == "gateway")
+    with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}", "X-Namespace": ns}) as api:
+        made = [api.post("/v1/agents/sessions", json={"agent_config": {}}).json()["session_id"]
+                for _ in range(SESSIONS)]
+        ended = made[5::10]  # 12 of them
+        for sid in ended:
+            assert api.delete(f"/v1/agents/sessions/{sid}").status_code == 200
+        # one terminated before the terminated index existed: not in it, and no backfill yet
+        stack.redis_call(lambda r: r.zrem(keys.namespace_terminated_sessions(ns_id), ended[0]))
+        stack.redis_call(lambda r: r.delete(keys.namespace_terminated_indexed(ns_id)))
+
+        def listing(status: str, limit: int, **params: str) -> dict:
+            return api.post("/v1/agents/sessions/list", params={"limit": limit, **params},
+                            json={"status": status}).json()
+
+        first = listing("terminated", 5)
+        assert [s["session_id"] for s in first["results"]] == ended[::-1][:5] and first["total"] == len(ended)
+        assert {s["status"] for s in first["results"]} == {"terminated"}
+        before = _session_reads(stack)
+        one = listing("terminated", 1)  # the backfill ran once; now only the page is read
+        assert _session_reads(stack) - before <= 2 and one["results"][0]["session_id"] == ended[-1]
+
+        active = [sid for sid in made[::-1] if sid not in ended]
+        seen, cursor = [], None
+        while True:
+            page = listing("active", 25, **({"cursor": cursor} if cursor else {}))
+            assert page["total"] == len(active)
+            seen += [s["session_id"] for s in page["results"]]
+            cursor = page["pagination"]["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == active
+        filtered = api.post("/v1/agents/sessions/list?limit=3", json={"filters": {"status": "active"}}).json()
+        assert [s["session_id"] for s in filtered["results"]] == active[:3]
+        assert listing("archived", 5)["results"] == []
