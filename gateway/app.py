@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import errors
 from gateway.context import Services, services
@@ -68,8 +69,25 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         *message_routes.ROUTES,
         *_optional_routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
-                     exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
+    return GatewayApp(routes=routes, lifespan=lifespan, middleware=middleware,
+                      exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
+
+
+class GatewayApp(Starlette):
+    """Starlette, except that an exception its error handler has answered (and logged, in one
+    line) stops there: Starlette re-raises it for the server, and uvicorn would log its whole
+    traceback once more for every such request (issue 15.3)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+
+        async def answered(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                await inner(scope, receive, send)
+            except Exception:
+                if scope["type"] != "http":
+                    raise  # lifespan failures must stop the process
+        return answered
 
 
 def _optional_routes() -> list[Route]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from gateway import errors
+from gateway.app import GatewayApp
 
 
 async def boom(request: Request) -> None:
@@ -21,8 +21,9 @@ async def boom(request: Request) -> None:
 
 
 def test_unexpected_exception_logs_one_line_with_the_request_id_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
-    app = Starlette(routes=[Route("/boom", boom)], exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
-    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.INFO, "agentstream"):
+    app = GatewayApp(routes=[Route("/boom", boom)], exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
+    # raise_server_exceptions: whatever reaches the server would be logged by it, traceback and all
+    with TestClient(app, raise_server_exceptions=True) as client, caplog.at_level(logging.INFO, "agentstream"):
         r = client.get("/boom", headers={"X-Request-Id": "abc-123"})
         other = client.get("/boom", headers={"X-Request-Id": "x" * 500})  # too long: not echoed back
     assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
