@@ -13,9 +13,9 @@ How the work is bounded without a wall-clock threshold: the paths run in a child
 once at n = 8,000 and once at n = 32,000 characters, and the test compares the CPU time
 (``time.process_time``, best of two) of the two sizes per path. Linear work grows about 4x;
 the quadratic regexes grew 16x (and took minutes). The ratio must stay under 8, whatever the
-machine's speed or load. The child's timeout (120 s, two orders of magnitude above the
-linear cost of about one second) is only a hang guard, so a regression fails instead of
-stalling the suite.
+machine's speed or load. The child's timeout (240 s, about fifty times the linear cost of the
+whole run, where the quadratic regexes took minutes per input) is only a hang guard, so a
+regression fails instead of stalling the suite.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from tests.stack import ROOT
 
@@ -102,9 +104,10 @@ def measure() -> dict[str, dict[str, float]]:
     return out
 
 
+@pytest.mark.timeout(300)
 def test_user_text_paths_stay_linear_on_whitespace_runs_punctuation_and_repeated_words() -> None:
     code = "import json, tests.test_user_text_is_linear as t; print(json.dumps(t.measure()))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     timings = json.loads(proc.stdout)
     # 10 ms added to both sides keeps paths that take almost nothing from turning noise into a ratio
