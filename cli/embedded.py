@@ -27,10 +27,29 @@ def server_binary() -> str:
     return str(path)
 
 
+# what redis-server writes under the data dir (redis 7: the AOF is a directory of files)
+_REDIS_FILES = ("appendonlydir", "appendonly.aof", "dump.rdb", "redis.log")
+
+
+def private(root: Path) -> None:
+    """The data dir holds every tenant's data: its owner's alone (issue 15.9: the append-only file
+    was created 0644). What an older version left readable is tightened too: only the server's
+    own files, in case the data dir is shared with something else."""
+    root.chmod(0o700)
+    for name in _REDIS_FILES:
+        path = root / name
+        if path.is_symlink() or not path.exists():
+            continue
+        for p in [path, *(path.rglob("*") if path.is_dir() else ())]:
+            if not p.is_symlink():
+                p.chmod(0o700 if p.is_dir() else p.stat().st_mode & 0o600)
+
+
 def start(data_dir: str | Path, timeout_s: float = 10.0) -> subprocess.Popen[bytes] | None:
     """Start the server unless one already answers on this data dir; None if reused."""
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    private(root)
     if is_running(root):
         return None
     sock = socket_path(root)
@@ -51,6 +70,7 @@ def start(data_dir: str | Path, timeout_s: float = 10.0) -> subprocess.Popen[byt
             "--logfile", str(root / "redis.log"),
         ],
         stdin=subprocess.DEVNULL,
+        umask=0o077,  # the append-only file, the log and the socket: the owner's alone
         start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
     )
     deadline = time.monotonic() + timeout_s

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import Invalid
+from shared.nesting import MAX_FILTER_DEPTH
 
 DOC_FIELDS = ("document_id", "collection_id", "score", "created_at")
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "starts_with", "ends_with",
@@ -42,8 +43,11 @@ def canonical_field(path: str) -> str:
     return "metadata." + path
 
 
-def parse_tree(obj: Any, error: ErrorFactory) -> Node:
-    """A filter tree: a condition ``{field, operator, value}`` or ``{AND|OR|NOT: [nodes]}``."""
+def parse_tree(obj: Any, error: ErrorFactory, depth: int = 1) -> Node:
+    """A filter tree: a condition ``{field, operator, value}`` or ``{AND|OR|NOT: [nodes]}``, at
+    most ``MAX_FILTER_DEPTH`` levels deep (parsing and evaluating it recurse: issue 15.3)."""
+    if depth > MAX_FILTER_DEPTH:
+        raise error(f"filters nest deeper than {MAX_FILTER_DEPTH} levels")
     if not isinstance(obj, dict):
         raise error(f"a filter must be an object, got {type(obj).__name__}")
     logical = [k for k in obj if k in LOGICAL]
@@ -57,7 +61,7 @@ def parse_tree(obj: Any, error: ErrorFactory) -> Node:
         items = obj[op]
         if not isinstance(items, list) or not items:
             raise error(f"{op} must be a non-empty list of conditions")
-        nodes.append(Logical(op, tuple(parse_tree(item, error) for item in items)))
+        nodes.append(Logical(op, tuple(parse_tree(item, error, depth + 1) for item in items)))
     return nodes[0] if len(nodes) == 1 else Logical("AND", tuple(nodes))
 
 

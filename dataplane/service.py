@@ -10,6 +10,7 @@ answers exactly as a missing one does.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from dataplane import offload
 from dataplane.models import (
     ID_PATTERN,
     NAME_PATTERN,
@@ -39,6 +41,7 @@ from shared.models import SuitableCollection
 
 T = TypeVar("T")
 MAX_DOCUMENT_BYTES = 256 * 1024
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # signed and unsigned 64-bit integers both fit
 WATCH_RETRIES = 50
 FEATURE_EXTRACTOR = "text_bm25"
 
@@ -50,6 +53,7 @@ _document = msgspec.json.Decoder(Document)
 _INSTRUCTION_TERMS = frozenset(t for phrase in SETUP + EXECUTION + GREETING for t in tokenize(phrase))
 # vocabulary per (namespace, collection, version): rebuilt only after a write
 _VOCABULARIES: LRU[tuple[str, str, int], frozenset[str]] = LRU(256)
+_BUILDING: dict[tuple[str, str, int], asyncio.Future[frozenset[str]]] = {}  # builds in flight
 
 
 def _str(value: bytes | str | None) -> str | None:
@@ -66,6 +70,22 @@ def document_not_found(collection_id: str, document_id: str) -> NotFound:
                     code="document_not_found", details={"collection_id": collection_id, "document_id": document_id})
 
 
+def _huge_integer(metadata: dict[str, Any]) -> str | None:
+    """The path of an integer outside the 64-bit range, if any: JSON allows any size, but such a
+    number cannot be compared or sorted with floats safely, nor printed past 4,300 digits, nor
+    read back exactly by most clients (issue 15.4)."""
+    stack: list[tuple[str, Any]] = [(k, v) for k, v in metadata.items()]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+            return path
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
 def check_metadata(metadata: Any, where: str) -> None:
     if not isinstance(metadata, dict):
         raise Invalid(f"{where}: metadata must be an object", code="invalid_document")
@@ -73,10 +93,22 @@ def check_metadata(metadata: Any, where: str) -> None:
         if not key or "." in key:
             raise Invalid(f"{where}: metadata key {key!r} is invalid: keys are non-empty and contain no '.' "
                           "(dots address nested fields)", code="invalid_document", details={"key": key})
+    huge = _huge_integer(metadata)
+    if huge is not None:
+        raise Invalid(f"{where}: metadata.{huge} is an integer outside the 64-bit range; store it as a string",
+                      code="number_out_of_range", details={"field": huge, "min": INT_MIN, "max": INT_MAX})
     size = len(_enc.encode(metadata))
     if size > MAX_DOCUMENT_BYTES:
         raise Invalid(f"{where}: metadata is {size} bytes; at most {MAX_DOCUMENT_BYTES} are allowed",
                       code="document_too_large", details={"limit_bytes": MAX_DOCUMENT_BYTES})
+
+
+def _decode_documents(raws: list[bytes]) -> list[Document]:
+    return sorted((_document.decode(r) for r in raws), key=lambda d: (d.created_ns, d.seq, d.document_id))
+
+
+def _vocabulary_of(docs: list[Document]) -> frozenset[str]:
+    return frozenset(t for d in docs for t in tokenize(" ".join(flatten(d.metadata))))
 
 
 class DataPlane(RetrieverStore):
@@ -232,19 +264,29 @@ class DataPlane(RetrieverStore):
             pipe.get(keys.collection_version(ns_id, col_id))
             pipe.hvals(keys.documents(ns_id, col_id))
             version, raws = await pipe.execute()
-        docs = sorted((_document.decode(r) for r in raws), key=lambda d: (d.created_ns, d.seq, d.document_id))
-        return int(version or 0), docs
+        return int(version or 0), await offload.run(len(raws), _decode_documents, raws)
 
     # Matching a request to collections (intent detection)
 
     async def _vocabulary(self, ns_id: str, col_id: str) -> frozenset[str]:
         version = await self.collection_version(ns_id, col_id)
         cached = _VOCABULARIES.get((ns_id, col_id, version))
-        if cached is None:
-            version, docs = await self.documents_for(ns_id, col_id)
-            cached = frozenset(t for d in docs for t in tokenize(" ".join(flatten(d.metadata))))
-            _VOCABULARIES.put((ns_id, col_id, version), cached)
-        return cached
+        if cached is not None:
+            return cached
+        # One build per version however many requests ask meanwhile; the build itself runs off
+        # the event loop (issue 15.2: 5,000 documents held the gateway for seconds).
+        building = _BUILDING.get((ns_id, col_id, version))
+        if building is None:
+            building = asyncio.ensure_future(self._build_vocabulary(ns_id, col_id))
+            _BUILDING[(ns_id, col_id, version)] = building
+            building.add_done_callback(lambda _: _BUILDING.pop((ns_id, col_id, version), None))
+        return await asyncio.shield(building)
+
+    async def _build_vocabulary(self, ns_id: str, col_id: str) -> frozenset[str]:
+        version, docs = await self.documents_for(ns_id, col_id)
+        vocabulary = await offload.run(len(docs), _vocabulary_of, docs)
+        _VOCABULARIES.put((ns_id, col_id, version), vocabulary)
+        return vocabulary
 
     async def suitable_collections(self, ns_id: str, text: str, limit: int = 5) -> list[SuitableCollection]:
         """Collections ranked by the share of the request's content words they know: a word in

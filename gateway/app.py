@@ -14,11 +14,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import errors
 from gateway.context import Services, services
 from gateway.hub import Hub
 from gateway.keywatch import KeyWatch, StreamGuard
+from gateway.limits import OpenStreams, stream_ceiling
 from gateway.observe import Observe
 from gateway.routes import console as console_routes
 from gateway.routes import messages as message_routes
@@ -48,7 +50,9 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         app.state.services = Services(settings=settings, redis=redis, arq=arq, hub=hub,
                                       messages=MessageStore(redis, settings),
                                       sessions=SessionStore(redis, settings), tenants=TenantStore(redis),
-                                      keywatch=keywatch)
+                                      keywatch=keywatch,
+
+                                      streams=OpenStreams(stream_ceiling(settings)))
         # Everything allocated so far lives as long as the process: keep it out of the garbage
         # collector's generations, which shortens the gen2 pauses that showed in the p99 (bench).
         gc.collect()
@@ -80,8 +84,25 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         *console_routes.ROUTES,
     ]
     metrics.register_routes(str(getattr(r, "path", "")) for r in routes)
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
-                     exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
+    return GatewayApp(routes=routes, lifespan=lifespan, middleware=middleware,
+                      exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
+
+
+class GatewayApp(Starlette):
+    """Starlette, except that an exception its error handler has answered (and logged, in one
+    line) stops there: Starlette re-raises it for the server, and uvicorn would log its whole
+    traceback once more for every such request (issue 15.3)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+
+        async def answered(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                await inner(scope, receive, send)
+            except Exception:
+                if scope["type"] != "http":
+                    raise  # lifespan failures must stop the process
+        return answered
 
 
 def _optional_routes() -> list[Route]:

@@ -1,4 +1,5 @@
-"""Request bodies: size limit, JSON syntax (400), schema (422, unknown keys named)."""
+"""Request bodies: size limit (413), media type (415), JSON syntax and depth (400), schema (422,
+unknown keys named)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any, TypeVar
 import msgspec
 from starlette.requests import Request
 
-from shared.errors import BadRequest, Invalid, PayloadTooLarge
+from shared.errors import BadRequest, Invalid, PayloadTooLarge, UnsupportedMediaType
+from shared.nesting import MAX_JSON_DEPTH, depth_exceeds
 
 T = TypeVar("T")
 _UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`(?: - at `([^`]*)`)?")
@@ -29,7 +31,25 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"Request body over {limit} bytes", code="body_too_large",
                                   details={"limit_bytes": limit})
         chunks.append(chunk)
-    return b"".join(chunks)
+    raw = b"".join(chunks)
+    if raw.strip():
+        _check_media_type(request.headers.get("content-type"))
+    return raw
+
+
+def _check_media_type(declared: str | None) -> None:
+    """A body must say it is JSON (``application/json``, or any ``+json`` type). ``text/plain`` was
+    parsed as JSON (issue 15.9); it is what a cross-site form or a header-less fetch sends. A
+    body with no Content-Type at all is read as JSON: only non-browser clients send one, and
+    that is what they mean."""
+    if declared is None:
+        return
+    media = declared.partition(";")[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise UnsupportedMediaType(f"Content-Type {media or declared!r} is not supported: send application/json",
+                               code="unsupported_media_type", details={"content_type": declared[:100],
+                                                                       "accepted": ["application/json"]})
 
 
 def parse(raw: bytes, type_: type[T], *, optional: bool = False) -> T:
@@ -41,7 +61,17 @@ def parse(raw: bytes, type_: type[T], *, optional: bool = False) -> T:
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"Malformed JSON: {exc}", code="malformed_json") from None
+    except RecursionError:  # nesting deeper than the decoder itself goes
+        raise _too_deep() from None
+    if depth_exceeds(data, MAX_JSON_DEPTH):
+        raise _too_deep()
     return convert(data, type_)
+
+
+def _too_deep() -> BadRequest:
+    # Refused before anything recursive (validation, storage, filters) sees it (issue 15.3).
+    return BadRequest(f"JSON nests deeper than {MAX_JSON_DEPTH} levels", code="json_too_deep",
+                      details={"limit_depth": MAX_JSON_DEPTH})
 
 
 def convert(data: Any, type_: type[T]) -> T:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from gateway.hub import Hub
 from gateway.keywatch import KeyWatch
+from gateway.limits import OpenStreams
 from shared import keys
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
@@ -27,6 +28,7 @@ class Services:
     messages: MessageStore
     sessions: SessionStore
     tenants: TenantStore
+    streams: OpenStreams
     keywatch: KeyWatch | None = None
     draining: bool = False
     token_secret: bytes = b""  # from the settings, or loaded from Redis on first use

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,14 +16,17 @@ from starlette.responses import Response
 
 from shared import metrics
 from shared.errors import ApiError
+from shared.ids import new_id
 from shared.models import ErrorDetail, ErrorResponse
 
 log = logging.getLogger("agentstream.gateway")
 _encoder = msgspec.json.Encoder()
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 _HTTP_TYPES = {
     400: "BadRequestError", 401: "UnauthorizedError", 403: "ForbiddenError", 404: "NotFoundError",
     405: "MethodNotAllowedError", 409: "ConflictError", 413: "PayloadTooLargeError",
+    414: "UriTooLongError", 415: "UnsupportedMediaTypeError", 431: "RequestHeaderFieldsTooLargeError",
     422: "ValidationError", 429: "RateLimitError", 500: "InternalError", 503: "ServiceUnavailableError",
 }
 
@@ -55,9 +59,21 @@ async def redis_down(request: Request, exc: Exception) -> Response:
                           headers={"Retry-After": "1"})
 
 
+def request_id(request: Request) -> str:
+    """The caller's ``X-Request-Id`` when it is a sane token, else a new one."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.fullmatch(given) else new_id("req")
+
+
 async def unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "Internal server error", code="internal_error")
+    # One line per failure, with the id the client also gets: a traceback per request let a
+    # few KB of hostile input write hundreds of KB of log (issue 15.3). DEBUG keeps the trace.
+    rid = request_id(request)
+    log.error("unhandled %s on %s %s (request_id=%s): %.200s", type(exc).__name__, request.method,
+              request.url.path, rid, exc)
+    log.debug("traceback of request %s", rid, exc_info=exc)
+    return error_response(500, "Internal server error", code="internal_error", details={"request_id": rid},
+                          headers={"X-Request-Id": rid})
 
 
 HANDLERS = {

@@ -4,19 +4,26 @@
 * ``AGENTSTREAM_MAX_STREAMS_PER_KEY``: open SSE streams per API key. Each open stream holds a
   lease in a sorted set that its heartbeat renews, so a gateway that dies without closing its
   streams frees their slots within a few heartbeats.
+* ``AGENTSTREAM_MAX_OPEN_STREAMS``: long-lived streams per gateway process (kept in the process,
+  derived from its file-descriptor limit by default): past it, new streams get 503.
+
+Every long-lived stream takes a ``StreamSlot``: message events, the session log, and any later
+stream route (issue 15.5: the session log took none, so the per-key limit could be walked around).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import time
+from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
 
 from shared import keys
-from shared.errors import RateLimited
+from shared.errors import RateLimited, Unavailable
 from shared.ids import new_id, now_ms
 from shared.settings import Settings
 
@@ -38,18 +45,92 @@ async def check_rate(redis: aioredis.Redis, settings: Settings, key_hash: str) -
                           headers={"Retry-After": str(retry)})
 
 
-class StreamSlot:
-    """One of the key's open-stream slots (429 if none is free), held while a body streams."""
+class OpenStreams:
+    """The long-lived streams this gateway process holds, against a ceiling below its file
+    descriptor limit: past it a new stream gets 503 + Retry-After, so streams alone can never
+    exhaust the descriptors every tenant's requests need (issue 15.5)."""
 
-    def __init__(self, redis: aioredis.Redis, settings: Settings, key_hash: str) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def take(self) -> None:
+        if self.count >= self.limit:
+            raise Unavailable("This gateway holds as many event streams as it can; retry shortly",
+                              code="too_many_open_streams",
+                              details={"retryable": True, "retry_after_seconds": 1, "limit": self.limit},
+                              headers={"Retry-After": "1"})
+        self.count += 1
+
+    def give_back(self) -> None:
+        self.count -= 1
+
+
+def stream_ceiling(settings: Settings) -> int:
+    """``AGENTSTREAM_MAX_OPEN_STREAMS``, or derived from the soft RLIMIT_NOFILE: a quarter of the
+    descriptors (at least 128) stays for Redis, ordinary requests and the process itself."""
+    if settings.max_open_streams:
+        return settings.max_open_streams
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft - max(128, soft // 4))
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft descriptor limit to the hard one: the soft one (often 1024) is a shell
+    default, not a budget. Called once at gateway start, before the ceiling is derived."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class HoldingSlot:
+    """An ASGI response that holds a stream slot until it has finished, however it ends."""
+
+    def __init__(self, response: Any, slot: StreamSlot) -> None:
+        self.response = response
+        self.slot = slot
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            await self.slot.release()
+
+
+class StreamSlot:
+    """A stream slot, held while a body streams: one of the process's (503 if none is free)
+    and, when the per-key limit is on, one of the key's (429 if none is free)."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings, key_hash: str,
+                 streams: OpenStreams | None = None) -> None:
         self.redis = redis
         self.settings = settings
         self.name = keys.open_streams(key_hash)
         self.member = new_id("st", 10)
         self.lease_ms = int(settings.heartbeat_s * 3 * 1000)
         self._renewer: asyncio.Task[None] | None = None
+        self._streams = streams
+        self._held = False
 
     async def acquire(self) -> None:
+        if self._streams is not None:
+            self._streams.take()
+            self._held = True
+        try:
+            await self._acquire_for_key()
+        except BaseException:
+            self._give_back()
+            raise
+
+    def _give_back(self) -> None:
+        if self._held and self._streams is not None:
+            self._held = False
+            self._streams.give_back()
+
+    async def _acquire_for_key(self) -> None:
         limit = self.settings.max_streams_per_key
         if not limit:
             return
@@ -75,6 +156,7 @@ class StreamSlot:
                 await self.redis.pexpire(self.name, self.lease_ms)
 
     async def release(self) -> None:
+        self._give_back()
         if self._renewer is None:
             return
         self._renewer.cancel()

@@ -50,10 +50,10 @@ from gateway.schemas import (
 from shared import models as m
 from shared.events import EVENT_TYPES, TAG_FIELD
 
-ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 414, 415, 422, 429, 431, 500, 503)
 _ERROR_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
-                413: "PayloadTooLarge", 422: "ValidationError", 429: "RateLimited", 500: "InternalError",
-                503: "ServiceUnavailable"}
+                413: "PayloadTooLarge", 414: "UriTooLong", 415: "UnsupportedMediaType", 422: "ValidationError",
+                429: "RateLimited", 431: "HeadersTooLarge", 500: "InternalError", 503: "ServiceUnavailable"}
 _REF = "#/components/schemas/{name}"
 _EVENT_REF = "#/components/schemas/event.{name}"
 

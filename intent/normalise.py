@@ -74,12 +74,15 @@ for _t in _FUZZY_TARGETS:
     for _form in (_t, _t + "s"):
         for _key in _deletions(_form) | {_form}:
             _NEIGHBOURS.setdefault(_key, set()).add(_t)
+# One edit from a target (or its plural) is at most this long: a longer word cannot be a typo of
+# one, and its deletions would cost the square of its length (issue 15.1).
+_MAX_TYPO_LEN = max(len(t) for t in _FUZZY_TARGETS) + 2
 
 
 @lru_cache(maxsize=4096)
 def _repair(word: str) -> str:
     """A typo of a vocabulary word, repaired; anything else unchanged."""
-    if word in _KNOWN or word in _NO_FIX or not word.isalpha():
+    if word in _KNOWN or word in _NO_FIX or len(word) > _MAX_TYPO_LEN or not word.isalpha():
         return word
     if len(word) < 5 and not (len(word) == 3 and not set(word) & set("aeiouy")):  # "lst", "fnd"
         return word

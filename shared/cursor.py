@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 
-_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+# ASCII digits only, the whole text: ``\d`` also takes other scripts' digits ("١٢٣") and
+# ``$`` a trailing newline (issue 15.9)
+_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 START = (0, 0)
 
 
@@ -17,7 +19,7 @@ class CursorError(ValueError):
 
 def parse(raw: str | bytes) -> tuple[int, int]:
     text = raw.decode() if isinstance(raw, bytes) else raw
-    m = _ID.match(text.strip())
+    m = _ID.fullmatch(text)
     if not m:
         raise CursorError(f"malformed event id {text[:64]!r}: expected <ms>-<seq>")
     ms, seq = int(m.group(1)), int(m.group(2) or 0)

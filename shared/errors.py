@@ -54,6 +54,11 @@ class PayloadTooLarge(ApiError, ValueError):
     type = "PayloadTooLargeError"
 
 
+class UnsupportedMediaType(ApiError, ValueError):
+    status = 415
+    type = "UnsupportedMediaTypeError"
+
+
 class Invalid(ApiError, ValueError):
     status = 422
     type = "ValidationError"

@@ -49,6 +49,16 @@ def namespace_sessions(ns_id: str) -> str:
     return f"{PREFIX}ns:{ns_id}:sessions"
 
 
+def namespace_terminated_sessions(ns_id: str) -> str:
+    """zset session id -> created ms: the terminated ones (``namespace_sessions`` holds them all)."""
+    return f"{PREFIX}ns:{ns_id}:sessions:terminated"
+
+
+def namespace_terminated_indexed(ns_id: str) -> str:
+    """Set once the sessions terminated before that index existed were added to it."""
+    return f"{PREFIX}ns:{ns_id}:sessions:terminated:indexed"
+
+
 def rate(key_hash: str, window: int) -> str:
     return f"{PREFIX}rate:{key_hash}:{window}"
 

@@ -115,7 +115,7 @@ class Settings:
     max_content_chars: int = 32_000
     max_event_bytes: int = 1_048_576
     rate_limit_per_minute: int = 0  # per API key, 0 = off
-    max_streams_per_key: int = 0  # concurrent open SSE streams per key, 0 = off
+    max_streams_per_key: int = 500  # concurrent open SSE streams per key, 0 = off
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
     # API keys and stream tokens (issue 21)
@@ -129,6 +129,11 @@ class Settings:
     log_format: str = "human"  # or "json": one JSON object per line
     worker_metrics_port: int = 0  # a worker serves /metrics and /healthz here; 0 = off
     otel_endpoint: str | None = None  # OTLP/HTTP base URL; unset: OTEL_EXPORTER_OTLP_ENDPOINT, else off
+    # Hardening (issue 15): long-lived streams per gateway process (0: derived from the file
+    # descriptor limit), and the request head's caps (414 / 431)
+    max_open_streams: int = 0
+    max_request_line_bytes: int = 8192
+    max_header_bytes: int = 65536
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -165,6 +170,7 @@ class Settings:
             "max_tries", "max_jobs", "lease_s", "reaper_interval_s", "fallback_poll_s",
             "message_deadline_s", "max_body_bytes", "max_content_chars", "max_event_bytes",
             "sync_timeout_s", "log_tool_output_chars", "stream_token_ttl_s", "key_check_s",
+            "max_request_line_bytes", "max_header_bytes",
         ]
         for name in positive:
             if getattr(self, name) <= 0:

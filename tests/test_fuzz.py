@@ -152,6 +152,19 @@ HAND_PICKED = [
     ("POST", _SES + "/intent/detect", b'{"user_request": "x", "include_collection_analysis": "yes"}'),
     ("POST", "/v1/retrievers/execute", b'{"collection_identifiers": ["x"], "stages": [], '
                                        b'"pagination": {"offset": 99999999999999999999}}'),
+    # issue 15: deep nesting anywhere, huge numbers, digits of other scripts, a trailing newline
+    ("POST", _SES, b'{"agent_config": {}, "metadata": ' + b"[" * 990 + b"]" * 990 + b"}"),
+    ("POST", _SES, b'{"agent_config": {}, "metadata": ' + b'{"a": ' * 400 + b"1" + b"}" * 400 + b"}"),
+    ("POST", _SES, b'{"agent_config": {}, "user_memory": {"n": 1' + b"0" * 400 + b"}}"),
+    ("POST", "/v1/retrievers/execute", b'{"collection_identifiers": ["x"], "stages": [], "filters": '
+                                       + b'{"AND": [' * 450 + b'{"field": "a", "value": 1}' + b"]}" * 450 + b"}"),
+    ("POST", "/v1/retrievers/execute", b'{"collection_identifiers": ["x"], "stages": [{"stage_name": "f", '
+                                       b'"config": {"stage_id": "filter", "parameters": {"conditions": '
+                                       + b'{"OR": [' * 300 + b'{"field": "a", "value": 1}' + b"]}" * 300 + b"}}}]}"),
+    ("POST", "/v1/collections", b'{"collection_name": "huge", "metadata": {"n": -1' + b"9" * 5000 + b"}}"),
+    ("POST", _SES + "/list?limit=%D9%A1%D9%A2", None),
+    ("POST", _SES + "/list?cursor=1%0A", None),
+    ("POST", _SES + "/list?limit=" + "9" * 5000, None),
 ]
 
 

@@ -8,6 +8,7 @@ call without its result) and asks the model only for the steps after them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -44,6 +45,7 @@ from worker.deps import Deps
 from worker.emitter import Emitter
 from worker.models.base import TextDelta, ToolReport, ToolUse, Turn, Usage
 from worker.recorded import Call, Recorded, call_id, effective, rebuild
+from worker.tools import budget
 from worker.tools.base import ToolContext, ToolError
 
 log = logging.getLogger("agentstream.worker")
@@ -90,8 +92,10 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
         log.info("message %s attempt %d: %d recorded events, %d recorded steps", msg_id, attempt, len(rows),
                  len(state.steps))
 
+    # CPU-bound on up to 32,000 characters: off the event loop, so the lease renewal and every
+    # other job on this worker keep running meanwhile (issue 15.1)
     with tracing.span("intent"):
-        c = classify(record.content)
+        c = await asyncio.to_thread(classify, record.content)
     await em.emit(Intent(intent=c.event_intent, confidence=c.confidence, category=c.event_category,
                          reasoning=c.reasoning, context_scope="namespace" if c.event_intent != "conversation"
                          else "session"))
@@ -214,8 +218,10 @@ async def _run_tool(deps: Deps, ctx: ToolContext, turn: Turn, use: ToolCall) -> 
             raise ToolError(f"tool {use.tool_name!r} is not available in this session")
         outcome = await tool(ctx, use.inputs)
         ms = round((time.perf_counter() - started) * 1000, 3)
+        # cut to fit the event cap (flagged ``truncated``) rather than fail the message (issue 15.9)
+        output = await asyncio.to_thread(budget.fit, outcome.output, budget.for_event(deps.settings.max_event_bytes))
         result = ToolResult(tool_name=use.tool_name, tool_call_id=use.tool_call_id, success=True,
-                            output=outcome.output, latency_ms=ms)
+                            output=output, latency_ms=ms)
         for r in outcome.retriever_runs:
             follow.append(RetrieverExecution(tool_name=use.tool_name, execution_id=r.execution_id,
                                              retriever_id=r.retriever_id, is_adhoc=r.is_adhoc,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dataplane import offload
 from dataplane.filters import DOC_FIELDS, Node, filter_fields, parse_filters
 from dataplane.models import DEFAULT_PAGE, MAX_PAGE, Collection
 from dataplane.retrieval.index import SHARED_CACHE, CollectionData, DocumentSource, IndexCache
@@ -105,7 +106,8 @@ class Engine:
         # then scores the whole index at once instead of one Python object per document.
         hits: Sequence[Hit] | None = None
         if plan.filters is not None:  # execute-time filters narrow the candidates before any stage
-            hits = [h for h in _all_hits(plan.collections) if matches(plan.filters, h)]
+            hits = await offload.run(sum(len(d.docs) for d in plan.collections), _filtered,
+                                     _all_hits(plan.collections), plan.filters, False)
         by_id = {d.collection_id: d for d in plan.collections}
         statistics: dict[str, Any] = {}
         for stage in plan.stages:
@@ -147,8 +149,8 @@ class Engine:
                 scored_arrays = []
                 for d in data.values():
                     index = await d.index(p.fields if p.fields is not None else d.text_fields)
-                    scored_arrays.append((d, index.scores(p.query)))
-                return Ranked.of(scored_arrays, p.top_k)
+                    scored_arrays.append((d, await offload.run(len(d.docs), index.scores, p.query)))
+                return await offload.run(sum(len(d.docs) for d in data.values()), Ranked.of, scored_arrays, p.top_k)
             scored: list[Hit] = []
             by_collection: dict[str, list[Hit]] = {}
             for h in hits:
@@ -156,7 +158,7 @@ class Engine:
             for col_id, group in by_collection.items():
                 d = data[col_id]
                 index = await d.index(p.fields if p.fields is not None else d.text_fields)
-                scores = index.scores(p.query)
+                scores = await offload.run(len(d.docs), index.scores, p.query)
                 position = d.positions()
                 for h in group:
                     s = float(scores[position[h.doc.document_id]])
@@ -167,9 +169,9 @@ class Engine:
         if hits is None:
             hits = _all_hits(list(data.values()))
         if isinstance(p, Filter):
-            return [h for h in hits if matches(p.tree, h, p.case_insensitive)]
+            return await offload.run(len(hits), _filtered, hits, p.tree, p.case_insensitive)
         if isinstance(p, Sort):
-            return sort_hits(list(hits), p.field, p.descending, p.nulls_last)
+            return await offload.run(len(hits), sort_hits, list(hits), p.field, p.descending, p.nulls_last)
         assert isinstance(p, Limit)
         return hits[p.offset: p.offset + p.n]
 
@@ -210,6 +212,10 @@ class Ranked(Sequence[Hit]):
     def __iter__(self):  # type: ignore[no-untyped-def]
         for r, sc in zip(self._rows.tolist(), self._scores.tolist(), strict=True):
             yield Hit(self._docs[r], float(sc))
+
+
+def _filtered(hits: Sequence[Hit], tree: Node, case_insensitive: bool) -> list[Hit]:
+    return [h for h in hits if matches(tree, h, case_insensitive)]
 
 
 def _all_hits(collections: Sequence[CollectionData]) -> list[Hit]:

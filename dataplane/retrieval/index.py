@@ -8,7 +8,6 @@ invalidated in place.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,13 +15,13 @@ from typing import Protocol
 import bm25s
 import numpy as np
 
+from dataplane import offload
 from dataplane.models import Document
 from dataplane.text import document_text, field_paths, is_text, tokenize
 from shared.lru import LRU
 
 log = logging.getLogger("agentstream.retrieval")
 CACHE_SIZE = 128  # collections (per process); an entry costs about its documents' size
-THREAD_ABOVE_DOCS = 2000  # build bigger indexes off the event loop
 
 
 class DocumentSource(Protocol):
@@ -77,10 +76,7 @@ class CollectionData:
         key = tuple(sorted(set(fields)))
         built = self.indexes.get(key)
         if built is None:
-            if len(self.docs) > THREAD_ABOVE_DOCS:
-                built = await asyncio.to_thread(Bm25Index, self.docs, key)
-            else:
-                built = Bm25Index(self.docs, key)
+            built = await offload.run(len(self.docs), Bm25Index, self.docs, key)
             self.indexes[key] = built
         return built
 
@@ -96,7 +92,7 @@ class IndexCache:
             # read again with the documents: the version may have moved since, and the entry
             # must carry the version its documents belong to
             version, docs = await source.documents_for(ns_id, col_id)
-            data = CollectionData.build(col_id, version, docs)
+            data = await offload.run(len(docs), CollectionData.build, col_id, version, docs)
             self.entries.put((ns_id, col_id, version), data)
             log.debug("indexed %s/%s at version %d (%d documents)", ns_id, col_id, version, len(docs))
         return data

@@ -121,7 +121,9 @@ def sort_hits(hits: list[Hit], field: str, descending: bool, nulls_last: bool) -
         if not found or v is None:
             absent.append(hit)
         elif _number(v) or isinstance(v, bool):
-            present.append(((0, float(v)), hit))
+            # compared as they are: Python orders ints and floats exactly, where float() of a
+            # 309-digit integer raised OverflowError (issue 15.4)
+            present.append(((0, int(v) if isinstance(v, bool) else v), hit))
         elif isinstance(v, str):
             present.append(((1, v), hit))
         else:

@@ -13,7 +13,8 @@ from gateway.routes.messages import events_url, sse_answer
 from gateway.routes.tokens import mint
 from shared import cursor as cur
 from shared import models
-from shared.errors import NotFound
+from shared.errors import BadRequest, NotFound
+from shared.ids import now_ms
 from shared.stores import jobs
 from shared.stores.confirmations import ConfirmationStore
 
@@ -23,7 +24,12 @@ async def respond_to_confirmation(request: Request) -> Response:
     svc = services(request)
     ses_id = request.path_params["session_id"]
     conf_id = request.path_params["confirmation_id"]
-    await svc.sessions.load(caller.namespace_id, ses_id)
+    session = await svc.sessions.load(caller.namespace_id, ses_id)
+    if session.get(b"status") == b"terminated" or int(session.get(b"expires_ms") or 0) <= now_ms():
+        # An approval would run a write for a session its owner ended (issue 15.6): refused
+        # like a new message to it.
+        raise BadRequest("The session is terminated and accepts no more confirmations", code="session_terminated",
+                         details={"session_id": ses_id})
     req = parse(await read_body(request, svc.settings.max_body_bytes), models.ConfirmationRequest)
     store = ConfirmationStore(svc.redis)
     conf = await store.get(ses_id, conf_id)

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from gateway import sse
 from gateway.auth import authenticate
 from gateway.context import Services, services
+from gateway.limits import HoldingSlot, StreamSlot
 from gateway.streaming import frames, open_reader
 from shared import cursor as cur
 from shared.errors import BadRequest, NotFound
@@ -98,7 +99,10 @@ async def session_events(request: Request) -> Response:
     ndjson = "application/x-ndjson" in request.headers.get("accept", "")
     body = _ndjson(svc, ses_id, after) if ndjson else _sse(svc, ses_id, after)
     headers = {**sse.HEADERS, "Content-Type": "application/x-ndjson"} if ndjson else sse.HEADERS
-    return StreamingResponse(body, headers=headers)
+    # A long-lived stream like a message's: it counts toward the key's and the process's limits
+    slot = StreamSlot(svc.redis, svc.settings, request.state.key_hash, svc.streams)
+    await slot.acquire()
+    return HoldingSlot(StreamingResponse(body, headers=headers), slot)  # type: ignore[return-value]
 
 
 async def _sse(svc: Services, ses_id: str, after: tuple[str, tuple[int, int]] | None) -> AsyncIterator[bytes]:

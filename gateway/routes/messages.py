@@ -103,7 +103,7 @@ async def _accept(svc: Services, caller: Caller, ses_id: str, msg_id: str, conte
 async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[int, int] | None,
                      headers: dict[str, str]) -> Response:
     svc = services(request)
-    slot = StreamSlot(svc.redis, svc.settings, request.state.key_hash)
+    slot = StreamSlot(svc.redis, svc.settings, request.state.key_hash, svc.streams)
     await slot.acquire()
     try:
         reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, after)

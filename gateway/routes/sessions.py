@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -96,14 +97,20 @@ async def terminate_session(request: Request) -> Response:
     return json(models.TerminateSessionResponse(session_id=ses_id, status="terminated", terminated_at=iso(when)))
 
 
+def _digits(raw: str) -> bool:
+    """ASCII digits only, and not absurdly many: ``int()`` also takes "١٢", " 7\n", "1_0" and
+    "+1", and refuses past 4,300 digits with an error of its own (issue 15.9)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 12
+
+
 def _int_param(request: Request, name: str, low: int, high: int | None) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be an integer", code="invalid_query", details={"param": name}) from None
+    if not _digits(raw):
+        raise Invalid(f"{name} must be a non-negative integer in ASCII digits", code="invalid_query",
+                      details={"param": name})
+    value = int(raw)
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise Invalid(f"{name} must be {bound}", code="invalid_query", details={"param": name})
@@ -121,11 +128,23 @@ async def list_sessions(request: Request) -> Response:
         request.query_params.get("after")
     if offset is None:
         if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit()):
+            if not _digits(cursor):
                 raise BadRequest("Malformed cursor", code="invalid_cursor")
             offset = int(cursor)
         else:
             offset = ((page or 1) - 1) * limit
+    sort_field = str((req.sort or {}).get("field", "created_at"))
+    desc = str((req.sort or {}).get("direction", (req.sort or {}).get("order", "desc"))).lower() != "asc"
+    status = req.status or (req.filters or {}).get("status")
+    if set(req.filters or {}) <= {"status"} and sort_field == "created_at" and \
+            (status is None or isinstance(status, str)) and (req.status is None or req.status == status):
+        # the common listings: a page of an index, whatever the namespace's size (issue 15.8)
+        if status is None:
+            rows, total = await svc.sessions.page(caller.namespace_id, offset, limit, newest_first=desc)
+        else:
+            rows, total = await svc.sessions.page_by_status(caller.namespace_id, status, offset, limit,
+                                                            newest_first=desc)
+        return _listing([sessions.to_response(h) for h in rows], total, offset, limit)
     ids = list(reversed(await svc.sessions.list_ids(caller.namespace_id)))  # newest first
     records = [sessions.to_response(h) for h in await svc.sessions.load_many(caller.namespace_id, ids)]
     if req.status:
@@ -141,8 +160,10 @@ async def list_sessions(request: Request) -> Response:
             raise Invalid(f"Unsupported sort field {field!r}", code="invalid_sort")
         desc = str(req.sort.get("direction", req.sort.get("order", "desc"))).lower() != "asc"
         records.sort(key=lambda r: getattr(r, field), reverse=desc)
-    total = len(records)
-    window = records[offset: offset + limit]
+    return _listing(records[offset: offset + limit], len(records), offset, limit)
+
+
+def _listing(window: list[models.GetSessionResponse], total: int, offset: int, limit: int) -> Response:
     has_next = offset + limit < total
     pagination = {"method": "offset", "limit": limit, "offset": offset, "returned": len(window),
                   "total": total, "has_next": has_next,
@@ -197,7 +218,7 @@ async def detect_intent(request: Request) -> Response:
     caller = await authenticate(request)
     svc = services(request)
     req = parse(await read_body(request, svc.settings.max_body_bytes), models.DetectIntentRequest)
-    c = classify(req.user_request)
+    c = await asyncio.to_thread(classify, req.user_request)  # CPU-bound: off the event loop
     options = None
     if c.clarification_needed:
         options = [

@@ -115,7 +115,10 @@ class SessionStore:
             pipe.hsetnx(keys.session(ses_id), "terminated_ms", now)
             pipe.hset(keys.session(ses_id), mapping={"status": "terminated"})
             pipe.hget(keys.session(ses_id), "terminated_ms")
-            _, _, when = await pipe.execute()
+            pipe.hmget(keys.session(ses_id), ["namespace_id", "created_ms"])
+            _, _, when, (ns_id, created) = await pipe.execute()
+        if ns_id is not None:
+            await self.redis.zadd(keys.namespace_terminated_sessions(ns_id.decode()), {ses_id: int(created or 0)})
         return int(when)
 
     async def rename(self, ses_id: str, name: str) -> int:
@@ -128,14 +131,93 @@ class SessionStore:
         ids = await self.redis.zrange(keys.namespace_sessions(ns_id), 0, -1)
         return [i.decode() for i in ids]
 
+    async def page(self, ns_id: str, offset: int, limit: int, newest_first: bool = True
+                   ) -> tuple[list[dict[bytes, bytes]], int]:
+        """One page of the namespace's sessions by creation time, and how many it has, straight
+        from the index every session is added to when it is created (``namespace_sessions``, a
+        sorted set scored by creation time): the work is the page's, not the namespace's
+        (issue 15.8). Expired sessions leave the index as a page meets them."""
+        return await self._page(keys.namespace_sessions(ns_id), ns_id, offset, limit, newest_first)
+
+    async def page_by_status(self, ns_id: str, status: str, offset: int, limit: int, newest_first: bool = True
+                             ) -> tuple[list[dict[bytes, bytes]], int]:
+        """``page`` for one status. Terminated sessions have their own index; active ones are the
+        creation index without them (walked past the terminated ones, never loading them).
+        Sessions are only ever active or terminated."""
+        await self._index_terminated(ns_id)
+        terminated = keys.namespace_terminated_sessions(ns_id)
+        if status == "terminated":
+            return await self._page(terminated, ns_id, offset, limit, newest_first)
+        if status != "active":
+            return [], 0
+        everything = keys.namespace_sessions(ns_id)
+        rows: list[dict[bytes, bytes]] = []
+        start, skipped = 0, 0
+        while len(rows) < limit:
+            chunk = max(limit, 100)
+            read = self.redis.zrevrange if newest_first else self.redis.zrange
+            ids = [i.decode() for i in await read(everything, start, start + chunk - 1)]
+            if not ids:
+                break
+            start += len(ids)
+            active = [i for i, score in zip(ids, await self.redis.zmscore(terminated, ids), strict=True)
+                      if score is None]
+            if skipped < offset:
+                n = min(offset - skipped, len(active))
+                skipped, active = skipped + n, active[n:]
+            wanted = active[: limit - len(rows)]
+            found = await self.load_many(ns_id, wanted)
+            rows.extend(found)
+            start -= len(wanted) - len(found)  # expired ones just left the index, behind ``start``
+        total = int(await self.redis.zcard(everything)) - int(await self.redis.zcard(terminated))
+        return rows, max(total, len(rows))
+
+    async def _index_terminated(self, ns_id: str) -> None:
+        """Sessions terminated before the terminated index existed are added to it, once per
+        namespace, on the first listing by status that needs it (a lazy backfill: one read of
+        every session's status, in chunks). Termination adds to it since."""
+        marker = keys.namespace_terminated_indexed(ns_id)
+        if await self.redis.exists(marker):
+            return
+        ids = await self.list_ids(ns_id)
+        for n in range(0, len(ids), 500):
+            chunk = ids[n: n + 500]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in chunk:
+                    pipe.hmget(keys.session(i), ["status", "created_ms"])
+                rows = await pipe.execute()
+            ended = {i: int(created or 0) for i, (status, created) in zip(chunk, rows, strict=True)
+                     if status == b"terminated"}
+            if ended:
+                await self.redis.zadd(keys.namespace_terminated_sessions(ns_id), ended)
+        await self.redis.set(marker, 1)
+
+    async def _page(self, name: str, ns_id: str, offset: int, limit: int, newest_first: bool
+                    ) -> tuple[list[dict[bytes, bytes]], int]:
+        rows: list[dict[bytes, bytes]] = []
+        start = offset
+        while len(rows) < limit:
+            want = limit - len(rows)
+            if newest_first:
+                ids = await self.redis.zrevrange(name, start, start + want - 1)
+            else:
+                ids = await self.redis.zrange(name, start, start + want - 1)
+            if not ids:
+                break
+            found = await self.load_many(ns_id, [i.decode() for i in ids])
+            rows.extend(found)
+            start += len(found)  # the expired ones just left the index: the ranks after them moved up
+        return rows, int(await self.redis.zcard(name))
+
     async def load_many(self, ns_id: str, ids: list[str]) -> list[dict[bytes, bytes]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in ids:
                 pipe.hgetall(keys.session(i))
             rows = await pipe.execute()
         gone = [i for i, h in zip(ids, rows, strict=True) if not h]
-        if gone:  # expired sessions leave the index lazily
+        if gone:  # expired sessions leave the indexes lazily
             await self.redis.zrem(keys.namespace_sessions(ns_id), *gone)
+            await self.redis.zrem(keys.namespace_terminated_sessions(ns_id), *gone)
         return [h for h in rows if h and _s(h, "namespace_id") == ns_id]
 
     async def remember(self, ses_id: str, message_id: str, question: str, answer: str) -> None:

@@ -273,3 +273,17 @@ async def test_the_response_validates_against_the_sdk_model(engine: Engine) -> N
     model = ExecuteRetrieverResponse.from_dict(result)
     assert model is not None and model.execution_id == result["execution_id"]
     assert model.stage_statistics is not None and set(model.stage_statistics.stages or {}) == {"s", "o"}
+
+
+async def test_huge_integer_in_metadata_sorts_exactly_instead_of_500(source: MemorySource) -> None:
+    """Issue 15.4: a 309+-digit integer made every sort on its field raise OverflowError (500)
+    until the document was deleted. Such integers are refused at ingest now, but one stored
+    before that must still sort, exactly, next to floats."""
+    huge = 10**400
+    source.add("nums", {"title": "huge", "n": huge}, {"title": "float", "n": 1.5e308}, {"title": "small", "n": -3},
+               {"title": "just above", "n": huge + 1}, {"title": "true", "n": True})
+    engine = Engine(source, IndexCache())
+    up = await run(engine, stage("s", "sort", field="n", direction="asc"), collections=["nums"])
+    assert titles(up) == ["small", "true", "float", "huge", "just above"]
+    down = await run(engine, stage("s", "sort", field="n", direction="desc"), collections=["nums"])
+    assert titles(down) == ["just above", "huge", "float", "true", "small"]

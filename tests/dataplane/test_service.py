@@ -234,3 +234,53 @@ async def test_seed_demo_is_idempotent(dp: DataPlane) -> None:
     assert await seed_demo(dp, A) is False
     assert await dp.count_documents(A, DEMO_COLLECTION) == len(DEMO_DOCUMENTS) >= 40
     assert {"title", "body", "category", "year", "tags"} == set(DEMO_DOCUMENTS[0])
+
+
+async def test_vocabulary_rebuild_after_a_write_does_not_block_the_event_loop(dp: DataPlane,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15.2: after any write, intent detection re-tokenised the whole collection on the event
+    loop (5,001 documents held /healthz for 2.3 s). The build is held open here until the loop
+    has shown it still runs; built on the loop, it would block until its own timeout."""
+    import threading
+
+    from dataplane import service
+
+    col = await dp.create_collection(A, "big", "many notes")
+    await dp.add_documents(A, col.collection_id, docs(*(f"redis note {i}" for i in range(400))))
+    started, release = threading.Event(), threading.Event()
+    finished: list[bool] = []
+    real = service._vocabulary_of
+
+    def held(documents):  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(10)
+        finished.append(True)
+        return real(documents)
+
+    monkeypatch.setattr(service, "_vocabulary_of", held)
+    task = asyncio.create_task(dp.suitable_collections(A, "redis notes"))
+    for _ in range(1000):  # the loop keeps turning while the build runs
+        if started.is_set():
+            break
+        await asyncio.sleep(0.01)
+    ticks = 0
+    for _ in range(5):
+        await asyncio.sleep(0)
+        ticks += 1
+    loop_ran_during_build = started.is_set() and not finished
+    release.set()
+    found = await task
+    assert loop_ran_during_build and ticks == 5
+    assert [c.collection_name for c in found] == ["big"]
+
+
+async def test_huge_integer_in_metadata_is_refused_at_ingest_with_422(dp: DataPlane) -> None:
+    """Issue 15.4: a 309+-digit integer was accepted and then broke every sort on its field."""
+    col = await dp.create_collection(A, "numbers")
+    for bad in ({"n": 2**64}, {"n": -(2**63) - 1}, {"deep": {"list": [1, 10**400]}}):
+        with pytest.raises(Invalid) as err:
+            await dp.add_document(A, col.collection_id, bad)
+        assert err.value.code == "number_out_of_range" and err.value.status == 422
+    assert err.value.details["field"] == "deep.list[1]"
+    kept = await dp.add_document(A, col.collection_id, {"n": 2**64 - 1, "m": -(2**63), "f": 1e308, "s": "9" * 400})
+    assert kept.metadata["n"] == 2**64 - 1

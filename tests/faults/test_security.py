@@ -146,3 +146,50 @@ def test_api_keys_are_stored_only_as_hashes(stack, tenant):
     assert key.encode() not in flat and stored[b"hash"] == hash_key(key).encode()
     all_keys = stack.redis_call(lambda r: r.keys("as:apikey:*"))
     assert all(key.encode() not in k for k in all_keys)
+
+
+# Issue 15: what an attacker found in an afternoon, each attack replayed.
+
+def test_a_pathological_message_of_one_tenant_neither_stalls_nor_restarts_anything(api, stack, gateway):
+    """31,000 spaces made the built-in model's regexes take 13-14 s each: another tenant's
+    "hello" waited a minute, and the lease lapsed so the reaper started attempt 2."""
+    sid = new_session(api)
+    evil = send(api, sid, "find documents about redis" + " " * 31_000 + "x")
+    events = sse.parse(evil.text)
+    sse.check_stream(events)
+    assert events[-1].type == "done" and not any(e.type == "reset" for e in events)
+    mid = evil.headers["x-message-id"]
+    assert stack.redis_call(lambda r: r.hget(keys.message(sid, mid), "attempt")) == b"1"
+    key, ns, _ = stack.new_tenant()
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}", "X-Namespace": ns},
+                      timeout=30) as other:
+        assert sse.parse(send(other, new_session(other), "hello").text)[-1].type == "done"
+
+
+def test_deep_nesting_huge_numbers_and_non_json_bodies_get_4xx_in_the_error_shape(api):
+    deep = b'{"agent_config": {}, "metadata": ' + b"[" * 990 + b"]" * 990 + b"}"
+    r = api.post("/v1/agents/sessions", content=deep, headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "json_too_deep")
+    col = api.post("/v1/collections", json={"collection_name": "numbers"}).json()["collection_id"]
+    r = api.post(f"/v1/collections/{col}/documents", content=b'{"metadata": {"n": 1' + b"0" * 309 + b"}}",
+                 headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "number_out_of_range")
+    r = api.post("/v1/agents/sessions", content=b'{"agent_config": {}}', headers={"Content-Type": "text/plain"})
+    assert (r.status_code, r.json()["error"]["code"]) == (415, "unsupported_media_type")
+
+
+def test_huge_headers_are_refused_before_authentication(gateway):
+    from tests.gateway.test_protocol import _exchange
+
+    head = b"GET /v1/agents/sessions/tools HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"j" * (32 * 1024 * 1024)
+    answer = _exchange(gateway, head, 16384)  # no key at all: refused before authentication
+    assert answer.startswith(b"HTTP/1.1 431 ") and b'"headers_too_large"' in answer
+
+
+def test_a_terminated_session_cannot_approve_a_pending_write(api):
+    sid = new_session(api)
+    paused = sse.parse(send(api, sid, "create a collection named pwn3").text)[-1].data
+    api.delete(f"/v1/agents/sessions/{sid}")
+    r = api.post(f"/v1/agents/sessions/{sid}/confirmations/{paused['confirmation_id']}", json={"approved": True})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "session_terminated")
+    assert "pwn3" not in [c["collection_name"] for c in api.post("/v1/collections/list", json={}).json()["results"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared import keys
 from tests import sse
 from tests.gateway.test_messages import new_session, send
 
@@ -69,3 +70,19 @@ def test_non_streamed_pause_reports_the_confirmation(api):
     body = send(api, sid, "create a collection named quiet-one", stream=False).json()
     assert body["status"] == "awaiting_confirmation"
     assert body["confirmation"]["tool_name"] == "create_collection"
+
+
+def test_confirmation_on_a_terminated_session_is_400_session_terminated_and_runs_nothing(api, stack):
+    """Issue 15.6: approving after DELETE of the session answered 200 and created the collection."""
+    sid, mid, before, conf = _pause(api, "pwn3")
+    assert api.delete(f"/v1/agents/sessions/{sid}").status_code == 200
+    r = api.post(f"/v1/agents/sessions/{sid}/confirmations/{conf['confirmation_id']}", json={"approved": True})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "session_terminated", r.text
+    cols = api.post("/v1/collections/list", json={}).json()["results"]
+    assert "pwn3" not in [c["collection_name"] for c in cols]
+    # an expired session too (its record lives a minute past expires_at)
+    sid2, _, _, conf2 = _pause(api, "pwn4")
+    stack.redis_call(lambda r: r.hset(keys.session(sid2), "expires_ms", 1))
+    r = api.post(f"/v1/agents/sessions/{sid2}/confirmations/{conf2['confirmation_id']}", json={"approved": True})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "session_terminated", r.text
+    assert "pwn4" not in [c["collection_name"] for c in api.post("/v1/collections/list", json={}).json()["results"]]

@@ -21,3 +21,11 @@ def test_malformed(bad):
 
 def test_fmt_round_trip():
     assert cursor.fmt(cursor.parse("1700000000000-3")) == "1700000000000-3"
+
+
+@pytest.mark.parametrize("bad", ["\u0661\u0662\u0663-\u0660", "123-0\n", "123\n", " 123-0", "123-0 ", "\uff11-0",
+                                 "1\u200b-0"])
+def test_non_ascii_digits_and_trailing_newline_are_malformed(bad):
+    """Issue 15.9: ``\\d`` took Arabic-Indic digits and ``$`` a trailing newline."""
+    with pytest.raises(cursor.CursorError):
+        cursor.parse(bad)

@@ -173,3 +173,16 @@ async def test_create_and_delete_collection(ctx: ToolContext) -> None:
                               "deleted": True, "documents_deleted": 4}
     with pytest.raises(ToolError, match="not found"):
         await call(ctx, "delete_collection", collection_identifier="notes")
+
+
+async def test_write_tools_change_nothing_once_the_session_is_terminated(ctx: ToolContext) -> None:
+    """Issue 15.6: an approval that raced the session's termination still ran the write."""
+    from shared import keys
+
+    await ctx.redis.hset(keys.session(ctx.session_id), mapping={"status": "terminated"})
+    with pytest.raises(ToolError, match="terminated"):
+        await call(ctx, "create_collection", collection_name="pwn3")
+    with pytest.raises(ToolError, match="terminated"):
+        await call(ctx, "delete_collection", collection_identifier="notes")
+    names = [c.collection_name for c in await DataPlane(ctx.redis).list_collections(NS)]
+    assert "pwn3" not in names and "notes" in names

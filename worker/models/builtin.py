@@ -34,7 +34,7 @@ class BuiltinModel:
 
     async def step(self, turn: Turn) -> AsyncIterator[StepEvent]:
         if not turn.reports:
-            planned = self.plan(turn)
+            planned = await asyncio.to_thread(self.plan, turn)  # regexes over the whole content: off the loop
             if planned:
                 for use in planned:
                     yield use
@@ -96,30 +96,30 @@ class BuiltinModel:
         return " ".join(p for p in parts if p)
 
 
-# "... in the X collection" / "... in collection X": the scope of an ad-hoc pipeline
-_IN_COLLECTION = (re.compile(r"\s*\bin\s+(?:the\s+)?[\"']?([A-Za-z0-9][\w.-]*)[\"']?\s+collection\b", re.I),
-                  re.compile(r"\s*\bin\s+(?:the\s+)?collection\s+[\"']?([A-Za-z0-9][\w.-]*)[\"']?", re.I))
+# "... in the X collection" / "... in collection X": the scope of an ad-hoc pipeline. No pattern
+# starts with a quantifier: under ``.search()`` a leading ``\s*`` is retried from every position
+# of a whitespace run, which is quadratic in its length (issue 15.1). The whitespace before the
+# phrase is dropped by ``_named`` instead.
+_IN_COLLECTION = (re.compile(r"\bin\s+(?:the\s+)?[\"']?([A-Za-z0-9][\w.-]*)[\"']?\s+collection\b", re.I),
+                  re.compile(r"\bin\s+(?:the\s+)?collection\s+[\"']?([A-Za-z0-9][\w.-]*)[\"']?", re.I))
 
 
-_USING_RETRIEVER = (re.compile(r"\s*\b(?:with|using)\s+(?:the\s+)?[\"']?([A-Za-z0-9][\w.-]*)[\"']?\s+retriever\b", re.I),
-                    re.compile(r"\s*\b(?:with|using)\s+(?:the\s+)?retriever\s+[\"']?([A-Za-z0-9][\w.-]*)[\"']?", re.I))
+_USING_RETRIEVER = (re.compile(r"\b(?:with|using)\s+(?:the\s+)?[\"']?([A-Za-z0-9][\w.-]*)[\"']?\s+retriever\b", re.I),
+                    re.compile(r"\b(?:with|using)\s+(?:the\s+)?retriever\s+[\"']?([A-Za-z0-9][\w.-]*)[\"']?", re.I))
 
 
 def _named(patterns: tuple[re.Pattern[str], ...], text: str) -> tuple[str, str] | None:
+    """(name, the request without the phrase naming it), if a pattern finds one."""
     for pattern in patterns:
         m = pattern.search(text)
         if m:
-            return m.group(1), (text[:m.start()] + text[m.end():]).strip()
+            return m.group(1), (text[:m.start()].rstrip() + text[m.end():]).strip()
     return None
 
 
 def _scope(text: str) -> tuple[str, str] | None:
     """(collection, the request without the scope phrase), if the request names one."""
-    for pattern in _IN_COLLECTION:
-        m = pattern.search(text)
-        if m:
-            return m.group(1), (text[:m.start()] + text[m.end():]).strip()
-    return None
+    return _named(_IN_COLLECTION, text)
 
 
 _NAMED = re.compile(r"\b(?:named|called)\s+[\"']?([A-Za-z0-9][\w.-]*)", re.I)

@@ -8,6 +8,7 @@ tools happens before they are called, not here.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -20,7 +21,9 @@ from dataplane.retrieval import Engine
 from dataplane.service import DataPlane
 from dataplane.stages import render, validate
 from intent import classify
+from shared import keys
 from shared.errors import ApiError
+from shared.ids import now_ms
 from shared.models import IntentClassification
 from worker.tools.base import RetrieverRun, Tool, ToolContext, ToolError, ToolOutcome
 
@@ -203,7 +206,7 @@ async def get_document(dp: DataPlane, ctx: ToolContext, args: DocumentRef) -> To
 
 @tool(UserRequest)
 async def detect_intent(dp: DataPlane, ctx: ToolContext, args: UserRequest) -> ToolOutcome:
-    c = classify(args.user_request)
+    c = await asyncio.to_thread(classify, args.user_request)  # CPU-bound: off the event loop
     suitable = await dp.suitable_collections(ctx.namespace_id, args.user_request)
     return ToolOutcome(msgspec.to_builtins(IntentClassification(
         intent=c.intent, confidence=c.confidence, reasoning=c.reasoning,  # type: ignore[arg-type]
@@ -213,15 +216,25 @@ async def detect_intent(dp: DataPlane, ctx: ToolContext, args: UserRequest) -> T
 
 @tool(NewCollection)
 async def create_collection(dp: DataPlane, ctx: ToolContext, args: NewCollection) -> ToolOutcome:
+    await _session_open(ctx)
     col = await dp.create_collection(ctx.namespace_id, args.collection_name, args.description)
     return ToolOutcome(msgspec.to_builtins(col.view(0)))
 
 
 @tool(CollectionRef)
 async def delete_collection(dp: DataPlane, ctx: ToolContext, args: CollectionRef) -> ToolOutcome:
+    await _session_open(ctx)
     col, removed = await dp.delete_collection(ctx.namespace_id, args.collection_identifier)
     return ToolOutcome({"collection_id": col.collection_id, "collection_name": col.collection_name,
                         "deleted": True, "documents_deleted": removed})
+
+
+async def _session_open(ctx: ToolContext) -> None:
+    """Writes happen only for a live session: the gateway refuses a confirmation for a terminated
+    one (issue 15.6), and this closes the window between that check and the run."""
+    status, expires = await ctx.redis.hmget(keys.session(ctx.session_id), ["status", "expires_ms"])
+    if status == b"terminated" or (expires is not None and int(expires) <= now_ms()):
+        raise ToolError("the session is terminated; nothing was changed")
 
 
 TOOLS: dict[str, Tool] = {
