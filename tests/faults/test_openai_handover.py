@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared import cursor
 from tests import sse
 from tests.fakes.openai_server import FakeOpenAI, Reply, Text, ToolCall
 from tests.faults.harness import Listener, check_log, effective_tokens, record, stored, worker_running
@@ -200,24 +201,30 @@ def test_sigkill_mid_answer_continues_on_another_worker_with_reset_and_reused_to
     assert reset.data["reason"] == "retry" and reset.data["attempt"] == 2
     before, after = events[:events.index(reset)], events[events.index(reset) + 1:]
     # The new attempt's words differ from the dead one's, and the reset says so.
-    first_tokens = [e.data["content"] for e in before if e.type == "token"]
+    # The recorded first step (its text and its call) is the agent's state and is kept; only the
+    # step after it is asked again (issue 18), and the reset discards the dead attempt's words
+    # of that step.
+    cut = cursor.parse(reset.data["discard_after"])
+    kept = [e.data["content"] for e in before if e.type == "token" and cursor.parse(e.id) <= cut]
+    dropped = [e.data["content"] for e in before if e.type == "token" and cursor.parse(e.id) > cut]
     second_tokens = [e.data["content"] for e in after if e.type == "token"]
-    assert first_tokens[0] != second_tokens[0]
+    assert kept and kept[0] in Sampling.OPENERS
+    assert dropped and dropped != second_tokens[:len(dropped)]
     message = next(e for e in after if e.type == "message").data["content"]
-    assert effective_tokens(events) == message == "".join(second_tokens)
+    assert effective_tokens(events) == message == "".join(kept) + "".join(second_tokens)
 
-    # The search ran once: the new attempt read its recorded result back, same call, same run.
+    # The search ran once and its step was not asked again: the recorded call and result are
+    # the agent's state, kept in the stream once, and the new attempt only asked for the answer.
     calls = [e.data for e in events if e.type == "tool_call"]
-    assert len(calls) == 2 and calls[0] == calls[1]
     results = [e.data for e in events if e.type == "tool_result"]
-    assert len(results) == 2 and results[0] == results[1]
     runs = [e.data["execution_id"] for e in events if e.type == "retriever_execution"]
-    assert len(runs) == 2 and runs[0] == runs[1]
-    # And the model was sent that same result on both attempts.
+    assert len(calls) == len(results) == len(runs) == 1
+    assert len([s for s in fake.served[first:] if not tool_messages(s.body)]) == 1
+    # And the model was sent that same recorded result on both attempts.
     answers = [s for s in fake.served[first:] if tool_messages(s.body)]
     assert len(answers) == 2
     assert tool_messages(answers[0].body) == tool_messages(answers[1].body)
     assert json.loads(tool_messages(answers[1].body)[0]["content"]) == results[0]["output"]
     done = events[-1].data
-    assert done["tool_calls_made"] == 1 and done["total_tokens"] == (30 + 5) + (60 + 9)  # the new attempt's two steps
+    assert done["tool_calls_made"] == 1 and done["total_tokens"] == 60 + 9  # the new attempt's one call
     keep_two_workers(stack)
