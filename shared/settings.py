@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 PREFIX = "AGENTSTREAM_"
+MULTITASK_STRATEGIES = ("enqueue", "reject", "interrupt", "rollback")
 
 
 class SettingsError(ValueError):
@@ -80,7 +81,9 @@ class Settings:
     # Worker and jobs
     job_timeout_s: int = 300
     max_tries: int = 3
-    max_jobs: int = 50
+    # Jobs one worker runs at once. A job mostly waits on a model, so this is sized for
+    # thousands (memory per in-flight message: see the README's configuration table).
+    max_jobs: int = 2000
     lease_s: float = 5.0  # a silent attempt is taken over after this
     reaper_interval_s: float = 1.0
     fallback_poll_s: float = 1.0  # arq poll when no wake-up arrives
@@ -99,6 +102,12 @@ class Settings:
     rate_limit_per_minute: int = 0  # per API key, 0 = off
     max_streams_per_key: int = 0  # concurrent open SSE streams per key, 0 = off
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    # Capacity and ordering (issues 16 and 20). What a message sent while another message of its
+    # session is running does, unless its request says otherwise in X-Agentstream-Multitask:
+    # enqueue (wait its turn) | reject (409 session_busy) | interrupt | rollback (end the running one).
+    multitask_default: str = "enqueue"
+    append_batch_max: int = 256  # events per group-committed append (one script call)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -129,7 +138,7 @@ class Settings:
             "message_record_ttl_s", "session_ttl_s", "idempotency_ttl_s", "job_timeout_s",
             "max_tries", "max_jobs", "lease_s", "reaper_interval_s", "fallback_poll_s",
             "message_deadline_s", "max_body_bytes", "max_content_chars", "max_event_bytes",
-            "sync_timeout_s",
+            "sync_timeout_s", "append_batch_max",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -139,6 +148,8 @@ class Settings:
                 f"{PREFIX}MESSAGE_RECORD_TTL_S: must be >= {PREFIX}MESSAGE_STREAM_TTL_S "
                 "(the outcome outlives the stream)"
             )
+        if self.multitask_default not in MULTITASK_STRATEGIES:
+            raise SettingsError(f"{PREFIX}MULTITASK_DEFAULT: must be one of {', '.join(MULTITASK_STRATEGIES)}")
         if "*" in self.cors_origins:
             raise SettingsError(f"{PREFIX}CORS_ORIGINS: '*' is refused; name the origins")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -12,6 +12,8 @@ from shared.models import BUILTIN_MODEL
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
+from worker.appender import Appender
+from worker.leases import Leases
 from worker.models.base import Model
 from worker.models.builtin import BuiltinModel
 from worker.tools.base import Tool
@@ -27,6 +29,8 @@ class Deps:
     tools: dict[str, Tool]
     worker_id: str
     models: dict[str, Model] = field(default_factory=dict)
+    appender: Appender | None = None  # group commit of events (None: one append per emit)
+    leases: Leases | None = None
 
     def model_for(self, name: str) -> Model:
         if name == BUILTIN_MODEL or not self.settings.anthropic_api_key:

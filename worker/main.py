@@ -11,6 +11,10 @@
   worker continues it at once (the retry replays the stream exactly).
 * No results are kept: a job id (= message id) never blocks, and outcomes live in the message
   record.
+* Built for thousands of concurrent jobs (issue 16): a job mostly waits on a model, so
+  ``AGENTSTREAM_MAX_JOBS`` is large; events are group-committed through one pipelined
+  connection (``worker/appender.py``); leases are renewed for all jobs in one round trip on
+  a connection of their own (``worker/leases.py``); the event loop is uvloop.
 """
 
 from __future__ import annotations
@@ -23,22 +27,27 @@ import socket
 from typing import Any
 
 import msgspec
+import uvloop
 from arq.connections import ArqRedis
 from arq.worker import Worker as ArqWorker
 from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import connect, keys
+from shared import connect, keys, scripts
 from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import new_id, now_ms
 from shared.settings import Settings
+from shared.stores import jobs
 from shared.stores.messages import EventTooLarge, MessageStore
 from shared.stores.sessions import SessionStore
 from worker import pipeline, reaper
+from worker.appender import Appender
 from worker.deps import Deps, tool_registry
+from worker.leases import Leases
 from worker.models.errors import ProviderError
+from worker.resp import RespConnection
 
 log = logging.getLogger("agentstream.worker")
 HEARTBEAT_S = 2.0
@@ -53,11 +62,10 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
     deps: Deps = ctx["deps"]
     attempt, status = await deps.messages.claim(ses_id, msg_id, deps.worker_id)
     if attempt == 0:
-        return status  # already ended (cancelled before start) or expired
+        return status  # already ended (cancelled before start), expired, or not its turn yet
     task = asyncio.current_task()
-    assert task is not None
-    fenced = asyncio.Event()
-    keeper = asyncio.create_task(_keep_lease(deps, ses_id, msg_id, attempt, task, fenced))
+    assert task is not None and deps.leases is not None and deps.appender is not None
+    held = deps.leases.hold(ses_id, msg_id, attempt, task)
     try:
         await pipeline.run(deps, ses_id, msg_id, attempt)
         return "completed"
@@ -68,7 +76,7 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         log.info("message %s attempt %d stopped: %s", msg_id, attempt, exc)
         return "fenced"
     except asyncio.CancelledError:
-        if fenced.is_set():
+        if held.fenced.is_set():
             return "fenced"  # cancelled or superseded: nothing more to write
         # Shutdown: hand the message over at once instead of waiting for the lease to lapse.
         with contextlib.suppress(Exception):
@@ -87,31 +95,18 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         await _fail(deps, ses_id, msg_id, attempt, "internal_error", f"The agent failed: {type(exc).__name__}")
         return "failed"
     finally:
-        keeper.cancel()
+        deps.leases.drop(held)
+        deps.appender.discard(msg_id)
 
 
 async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, message: str,
                 recoverable: bool = False) -> None:
+    if deps.appender is not None:
+        await deps.appender.settle(msg_id)  # the error goes after whatever the run still had in flight
     with contextlib.suppress(Fenced):
         await deps.messages.append(ses_id, msg_id, attempt,
                                    [Error(message=message, recoverable=recoverable, code=code, message_id=msg_id)],
                                    status="failed")
-
-
-async def _keep_lease(deps: Deps, ses_id: str, msg_id: str, attempt: int, task: asyncio.Task[Any],
-                      fenced: asyncio.Event) -> None:
-    period = deps.settings.lease_s / 3
-    while True:
-        await asyncio.sleep(period)
-        try:
-            ok = await deps.messages.renew(ses_id, msg_id, attempt)
-        except Exception:  # Redis away: the lease may lapse; the append fencing keeps us honest
-            log.warning("message %s: lease renewal failed", msg_id, exc_info=True)
-            continue
-        if not ok:
-            fenced.set()
-            task.cancel()  # cancelled or taken over: stop promptly
-            return
 
 
 class Worker(ArqWorker):
@@ -174,11 +169,23 @@ async def _startup(ctx: dict[str, Any]) -> None:
     arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=_encode_job,
                    job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w', 6)}"
+
+    async def hand_over(ses_id: str, msg_id: str) -> None:
+        await jobs.enqueue(None, redis, settings, ses_id, msg_id)
+
+    # Dedicated connections for the hot paths: appends (group commit) and lease renewals.
+    append_conn = RespConnection(ctx["redis_url"], "agentstream-append", (scripts.APPEND,))
+    lease_conn = RespConnection(ctx["redis_url"], "agentstream-leases", (scripts.RENEW,))
+    leases = Leases(lease_conn, settings.lease_s)
     deps = Deps(settings=settings, redis=redis, arq=arq, messages=MessageStore(redis, settings),
-                sessions=SessionStore(redis, settings), tools=tool_registry(), worker_id=worker_id)
+                sessions=SessionStore(redis, settings), tools=tool_registry(), worker_id=worker_id,
+                appender=Appender(append_conn, settings, hand_over, max_batch=settings.append_batch_max),
+                leases=leases)
     ctx["deps"] = deps
+    ctx["conns"] = [append_conn, lease_conn]
     ctx["background"] = [asyncio.create_task(_heartbeat(deps), name="heartbeat"),
-                         asyncio.create_task(_reap(deps), name="reaper")]
+                         asyncio.create_task(_reap(deps), name="reaper"),
+                         asyncio.create_task(leases.run(), name="leases")]
     log.info("worker %s ready", worker_id)
 
 
@@ -195,6 +202,8 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
             await deps.redis.zrem(keys.WORKERS, deps.worker_id)
         await deps.redis.aclose()
+    for conn in ctx.get("conns", []):
+        await conn.aclose()
 
 
 async def _heartbeat(deps: Deps) -> None:
@@ -242,4 +251,6 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
 def run(settings: Settings, redis_url: str | None = None) -> None:
     url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # arq's Worker takes the current event loop when built: make it uvloop's.
+    asyncio.set_event_loop(uvloop.new_event_loop())
     build(settings, url).run()

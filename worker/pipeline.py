@@ -32,7 +32,7 @@ from shared.events import (
 from shared.ids import iso, now_ms
 from shared.models import DEFAULT_SYSTEM_PROMPT
 from shared.stores.confirmations import ConfirmationStore
-from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry, UserEntry
+from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry
 from worker.deps import Deps
 from worker.emitter import Emitter
 from worker.models.base import TextDelta, ToolReport, ToolUse, Turn, Usage
@@ -65,7 +65,7 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     if record.count:
         rows = await deps.redis.xrange(keys.events(ses_id, msg_id))
         recorded = [(i.decode(), f[b"t"].decode(), f[b"d"]) for i, f in rows]
-    em = Emitter(deps.messages, ses_id, msg_id, attempt, recorded)
+    em = Emitter(deps.messages, ses_id, msg_id, attempt, recorded, deps.appender)
     if attempt > 1:
         log.info("message %s attempt %d: %d recorded events to replay", msg_id, attempt, len(recorded))
 
@@ -210,12 +210,5 @@ async def _memory(deps: Deps, ses_id: str, session: dict[bytes, bytes]) -> dict[
 
 
 async def _history(deps: Deps, ses_id: str, msg_id: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for e in await deps.sessions.log(ses_id):
-        if e.message_id == msg_id:
-            continue
-        if isinstance(e, UserEntry):
-            out.append({"role": "user", "content": e.content})
-        elif isinstance(e, AssistantEntry):
-            out.append({"role": "assistant", "content": e.content})
-    return out[-2 * HISTORY_TURNS:]
+    # A bounded window read backwards, not the whole log: a long session costs what a short one does.
+    return list(await deps.sessions.exchanges_before(ses_id, msg_id, HISTORY_TURNS))

@@ -62,10 +62,15 @@ async def reap_once(deps: Deps) -> int:
         async with deps.redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.ARQ_JOB + record.job_id)
             pipe.exists(keys.ARQ_IN_PROGRESS + record.job_id)
-            job_exists, in_progress = await pipe.execute()
+            pipe.hget(keys.session(ses_id), "turn")
+            job_exists, in_progress, turn = await pipe.execute()
         next_check = now + interval_ms
-        if record.status == "queued":
-            if in_progress and now - record.created_at_ms > QUEUED_GRACE_MS and record.attempt == 0:
+        # Since when it may run: its acceptance, or the moment it was handed its session's turn.
+        since = max(record.created_at_ms, record.turn_ms)
+        if record.status == "queued" and turn is not None and turn.decode() != msg_id:
+            next_check = now + QUEUED_GRACE_MS  # waiting for its session's turn; the holder is watched
+        elif record.status == "queued":
+            if in_progress and now - since > QUEUED_GRACE_MS and record.attempt == 0:
                 # arq marked the job started but our claim never came: the worker died in
                 # between. Without this, the message would wait for arq's in-progress key to
                 # expire (job timeout + 10 s). A live but late claimer is fenced by the attempt.
@@ -73,7 +78,7 @@ async def reap_once(deps: Deps) -> int:
                 await jobs.wake(deps.redis, s, ses_id, msg_id)
                 log.info("message %s: started by a worker that never claimed it; restarting", msg_id)
                 acted += 1
-            elif not job_exists and not in_progress and now - record.created_at_ms > QUEUED_GRACE_MS:
+            elif not job_exists and not in_progress and now - since > QUEUED_GRACE_MS:
                 await jobs.enqueue(deps.arq, deps.redis, s, ses_id, msg_id, record.job_id)
                 log.info("message %s had no job; enqueued", msg_id)
                 acted += 1
