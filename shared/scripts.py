@@ -264,3 +264,27 @@ end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 's', ARGV[6], 'm', ARGV[7])
 return created
 """
+
+# START_JOBS: a worker takes up to ARGV[3] ready jobs from arq's queue in one step, doing for
+# each what arq's ``start_jobs`` does with a WATCH/EXISTS/ZSCORE/MULTI round-trip series per
+# queued id (running ones included): skip it if another worker has it in progress or it is not
+# due, else mark it in progress. One round trip per poll instead of four per queued job, which
+# with a thousand jobs in flight and a poll per new message was quadratic.
+# KEYS: 1 queue, then one arq in-progress key per candidate. ARGV: 1 now ms, 2 in-progress ttl ms,
+# 3 how many to take, then the candidate job ids (same order as their keys).
+# Returns {job id, score, job id, score, ...} of the jobs taken.
+START_JOBS = r"""
+local out = {}
+local want = tonumber(ARGV[3])
+for i = 4, #ARGV do
+  if #out >= 2 * want then break end
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= tonumber(ARGV[1]) and redis.call('EXISTS', KEYS[i - 2]) == 0 then
+    redis.call('SET', KEYS[i - 2], '1', 'PX', ARGV[2])
+    out[#out + 1] = id
+    out[#out + 1] = score
+  end
+end
+return out
+"""

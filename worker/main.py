@@ -31,6 +31,7 @@ import uvloop
 from arq.connections import ArqRedis
 from arq.worker import Worker as ArqWorker
 from arq.worker import func
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -116,6 +117,7 @@ class Worker(ArqWorker):
         super().__init__(*args, poll_delay=fallback_poll_s, **kwargs)
         self._wake = asyncio.Event()
         self._wake_url = wake_url
+        self._start: AsyncScript | None = None
 
     async def main(self) -> None:
         self.ctx["redis"] = self.pool
@@ -143,6 +145,27 @@ class Worker(ArqWorker):
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._wake.set()  # a slot freed: look at the queue again now
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start_jobs in one round trip (START_JOBS in shared/scripts.py): same keys, same
+        rules, same accounting, but a thousand queued or running jobs cost one script call per
+        poll, not four sequential commands each."""
+        free = self.max_jobs - self.job_counter
+        candidates = [j.decode() for j in job_ids]
+        candidates = [j for j in candidates if j not in self.tasks]
+        if free <= 0 or not candidates:
+            return
+        if self._start is None:
+            self._start = self.pool.register_script(scripts.START_JOBS)
+        taken = await self._start(keys=[keys.QUEUE, *(keys.ARQ_IN_PROGRESS + j for j in candidates)],
+                                  args=[now_ms(), int(self.in_progress_timeout_s * 1000), free, *candidates])
+        for i in range(0, len(taken), 2):
+            job_id, score = taken[i].decode(), int(float(taken[i + 1]))
+            await self.sem.acquire()
+            self.job_counter += 1
+            t = self.loop.create_task(self.run_job(job_id, score))
+            t.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = t
 
     async def _listen_inbound(self) -> None:
         # A dedicated connection: XREAD BLOCK would hold a pooled one hostage.
