@@ -145,8 +145,11 @@ async def test_a_connection_killed_between_two_batches_leaves_whole_batches_only
     assert first == 50
     for i in range(50, 120):
         await em.emit(Token(content=f"{i} "))
-    while not rig.conn._waiting:  # the second batch is written and awaits its reply
+    for _ in range(100):  # a few loop iterations: the second batch is written and awaits its reply
+        if rig.conn._waiting:
+            break
         await asyncio.sleep(0)
+    assert rig.conn._waiting
     proto = rig.conn._proto
     assert proto is not None and proto.transport is not None
     proto.transport.abort()  # the worker's link dies with a batch written or not yet
