@@ -154,11 +154,18 @@ async def _subscribe(svc: Services, ses_id: str, msg_id: str) -> Subscription:
                           headers={"Retry-After": "1"}) from None
 
 
-async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[int, int] | None,
-                     headers: dict[str, str]) -> Response:
+def stream_slot(request: Request) -> StreamSlot:
     svc = services(request)
-    slot = StreamSlot(svc.redis, svc.settings, request.state.key_hash)
-    await slot.acquire()
+    return StreamSlot(svc.redis, svc.settings, request.state.key_hash)
+
+
+async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[int, int] | None,
+                     headers: dict[str, str], slot: StreamSlot | None = None) -> Response:
+    """``slot``: already acquired by a caller that must refuse before it records anything."""
+    svc = services(request)
+    if slot is None:
+        slot = stream_slot(request)
+        await slot.acquire()
     try:
         reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, after)
     except BaseException:

@@ -244,11 +244,22 @@ def test_a_refused_stream_records_nothing(stack, ctx):
     gw = stack.start_gateway(AGENTSTREAM_MAX_STREAMS_PER_KEY="1")
     try:
         other = httpx.post(gw.url + "/v1/agents/sessions", json={"agent_config": {}}, headers=headers).json()["session_id"]
+        third = httpx.post(gw.url + "/v1/agents/sessions", json={"agent_config": {}}, headers=headers).json()["session_id"]
+        paused = httpx.post(gw.url + f"/v1/agents/sessions/{third}/messages", headers=headers, timeout=30,
+                            json={"content": "create a new collection named slot-notes", "stream": False}).json()
+        conf = paused["confirmation"]["confirmation_id"]
         holding = post(gw, headers, sid, QUESTION)
         refused = httpx.post(gw.url + f"/v1/agents/sessions/{other}/messages", json={"content": "hello"},
                              headers=headers, timeout=30)
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_streams"
+        answer = httpx.post(gw.url + f"/v1/agents/sessions/{third}/confirmations/{conf}", json={"approved": True},
+                            headers=headers, timeout=30)
+        assert answer.status_code == 429  # and the confirmation is still open: nothing was recorded
+        assert stack.redis_call(lambda r: r.hget(keys.confirmation(third, conf), "state")) == b"pending"
         finish(holding)
+        answer = httpx.post(gw.url + f"/v1/agents/sessions/{third}/confirmations/{conf}", json={"approved": True},
+                            headers=headers, timeout=30)
+        assert answer.status_code == 200 and sse.parse(answer.text)[-1].type == "done"
         assert history(gw, headers, other) == []
         session = httpx.get(gw.url + f"/v1/agents/sessions/{other}", headers=headers).json()
         assert session["stats"]["total_messages"] == 0
