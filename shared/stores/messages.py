@@ -254,12 +254,14 @@ class MessageStore:
     ) -> list[str]:
         k, args = append_args(self.settings, ses_id, msg_id, attempt, payloads, status, log, stats)
         try:
-            ids, handed = await self._append(keys=k, args=args)
+            reply = await self._append(keys=k, args=args)
         except ResponseError as exc:
             text = str(exc)
             if text.startswith(("FENCED", "TERMINAL", "NOREC")):
                 raise Fenced(text) from None
             raise
+        # {ids, handed}; an empty reply is what bench.producer's argument-capturing stub returns.
+        ids, handed = (reply[0], reply[1]) if reply else ([], b"")
         if handed:
             await jobs.enqueue(None, self.redis, self.settings, ses_id, handed.decode())
         return [i.decode() for i in ids]
