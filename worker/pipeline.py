@@ -54,7 +54,6 @@ def session_name_for(content: str) -> str:
 
 async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     record = await deps.messages.record(ses_id, msg_id)
-    session = await deps.redis.hgetall(keys.session(ses_id))
     if record is None or record.ended:
         return
     marker = deps.settings.fault_crash_marker
@@ -75,6 +74,9 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
                          else "session"))
     await em.emit(Thinking(step="processing", message="Analyzing your request..."))
 
+    # Read after the first events are on their way (group commit: emit did not wait), so the
+    # session's read overlaps their append instead of delaying the first event.
+    session = await deps.redis.hgetall(keys.session(ses_id))
     config = _dec.decode(session.get(b"agent_config") or b"{}")
     model_name = (session.get(b"effective_model") or b"agentstream-builtin").decode()
     turn = Turn(
