@@ -82,6 +82,7 @@ class RespConnection:
         self._flush_scheduled = False
         self._waiting: deque[tuple[float, Callback]] = deque()
         self._watchdog: asyncio.Task[None] | None = None
+        self._closed = False
 
     # public
 
@@ -107,6 +108,7 @@ class RespConnection:
         return reply
 
     async def aclose(self) -> None:
+        self._closed = True  # nothing reconnects from here on (a flush scheduled earlier included)
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self._connecting is not None:
@@ -121,6 +123,9 @@ class RespConnection:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._closed:
+            self._fail_queued(RedisConnectionError(f"{self.name}: closed"))
+            return
         proto = self._proto
         if proto is None or proto.transport is None or proto.transport.is_closing():
             if self._connecting is None:
@@ -146,6 +151,9 @@ class RespConnection:
                     await loop.create_connection(lambda: proto, u.hostname or "127.0.0.1", u.port or 6379,
                                                  ssl=u.scheme == "rediss" or None)
             assert proto.transport is not None
+            if self._closed:
+                proto.transport.close()
+                return
             db = (parse_qs(u.query).get("db") or [""])[0] if u.scheme == "unix" else u.path.strip("/")
             hello: list[bytes] = []
             if u.password:
