@@ -71,7 +71,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST", "PATCH", "DELETE"],
                                      allow_headers=["Authorization", "X-Namespace", "Content-Type",
-                                                    "Last-Event-ID", "Idempotency-Key"],
+                                                    "Last-Event-ID", "Idempotency-Key", "X-Agentstream-Multitask"],
                                      expose_headers=["X-Message-Id", "Content-Location", "X-Stream-Token"],
                                      allow_credentials=False))
     routes = [

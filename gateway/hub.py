@@ -251,13 +251,18 @@ class Hub:
             state = self.channels.get(reply[1])
             if state is None:
                 return
-            parts = reply[2].split(b"\n", 2)
-            if len(parts) != 3:
+            # One publish per appended batch (group commit): id, type, payload, repeated.
+            # Payloads are JSON, which never holds a raw newline.
+            parts = reply[2].split(b"\n")
+            n = len(parts)
+            if n < 3 or n % 3:
                 return
-            entry = (parts[0], parts[1], parts[2])
-            for sub in state.subs:
-                sub.push(entry)
-            self.delivered += len(state.subs)
+            subs = state.subs
+            for i in range(0, n, 3):
+                entry = (parts[i], parts[i + 1], parts[i + 2])
+                for sub in subs:
+                    sub.push(entry)
+            self.delivered += len(subs) * (n // 3)
         elif kind == b"subscribe":
             state = self.channels.get(reply[1])
             if state is not None and state.pending > 0:

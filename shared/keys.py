@@ -21,6 +21,7 @@ JOB_FUNCTION = "run_message"  # arq function name
 ARQ_JOB = "arq:job:"
 ARQ_IN_PROGRESS = "arq:in-progress:"
 ARQ_RETRY = "arq:retry:"
+ARQ_RESULT = "arq:result:"
 
 
 def api_key(key_hash: str) -> str:
@@ -109,6 +110,11 @@ def events_packed(ses_id: str, msg_id: str) -> str:
 def live_channel(ses_id: str, msg_id: str) -> str:
     """Pub/sub channel that carries each new entry of events(ses_id, msg_id)."""
     return f"{PREFIX}{{{ses_id}}}:live:{msg_id}"
+
+
+def session_pending(ses_id: str) -> str:
+    """List of the session's messages waiting for its turn, in acceptance order (issue 20)."""
+    return f"{PREFIX}{{{ses_id}}}:pending"
 
 
 def idempotency(ses_id: str, key_hash: str) -> str:

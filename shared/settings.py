@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from shared.model_catalogue import ModelCatalogue
 
 PREFIX = "AGENTSTREAM_"
+MULTITASK_STRATEGIES = ("enqueue", "reject", "interrupt", "rollback")
 
 
 class SettingsError(ValueError):
@@ -98,7 +99,9 @@ class Settings:
     # Worker and jobs
     job_timeout_s: int = 300
     max_tries: int = 3
-    max_jobs: int = 50
+    # Jobs one worker runs at once. A job mostly waits on a model, so this is sized for
+    # thousands (memory per in-flight message: see the README's configuration table).
+    max_jobs: int = 2000
     lease_s: float = 5.0  # a silent attempt is taken over after this
     reaper_interval_s: float = 1.0
     fallback_poll_s: float = 1.0  # arq poll when no wake-up arrives
@@ -134,6 +137,11 @@ class Settings:
     max_open_streams: int = 0
     max_request_line_bytes: int = 8192
     max_header_bytes: int = 65536
+    # Capacity and ordering (issues 16 and 20). What a message sent while another message of its
+    # session is running does, unless its request says otherwise in X-Agentstream-Multitask:
+    # enqueue (wait its turn) | reject (409 session_busy) | interrupt | rollback (end the running one).
+    multitask_default: str = "enqueue"
+    append_batch_max: int = 256  # events per group-committed append (one script call)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -170,7 +178,7 @@ class Settings:
             "max_tries", "max_jobs", "lease_s", "reaper_interval_s", "fallback_poll_s",
             "message_deadline_s", "max_body_bytes", "max_content_chars", "max_event_bytes",
             "sync_timeout_s", "log_tool_output_chars", "stream_token_ttl_s", "key_check_s",
-            "max_request_line_bytes", "max_header_bytes",
+            "max_request_line_bytes", "max_header_bytes", "append_batch_max",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -188,6 +196,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}LOG_FORMAT: must be human or json")
         if not 0 <= self.worker_metrics_port < 65536:
             raise SettingsError(f"{PREFIX}WORKER_METRICS_PORT: must be a port number, or 0 for off")
+        if self.multitask_default not in MULTITASK_STRATEGIES:
+            raise SettingsError(f"{PREFIX}MULTITASK_DEFAULT: must be one of {', '.join(MULTITASK_STRATEGIES)}")
         if "*" in self.cors_origins:
             raise SettingsError(f"{PREFIX}CORS_ORIGINS: '*' is refused; name the origins")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

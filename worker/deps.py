@@ -13,6 +13,8 @@ from shared.errors import Invalid
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
+from worker.appender import Appender
+from worker.leases import Leases
 from worker.models import registry
 from worker.models.base import Model
 from worker.models.errors import ProviderError
@@ -29,6 +31,8 @@ class Deps:
     tools: dict[str, Tool]
     worker_id: str
     models: dict[str, Model] = field(default_factory=dict)
+    appender: Appender | None = None  # group commit of events (None: one append per emit)
+    leases: Leases | None = None
 
     def model_for(self, name: str) -> Model:
         """The model object for a session's effective model: one per catalogue entry, kept."""

@@ -12,6 +12,10 @@
   worker continues it at once (the retry replays the stream exactly).
 * No results are kept: a job id (= message id) never blocks, and outcomes live in the message
   record.
+* Built for thousands of concurrent jobs (issue 16): a job mostly waits on a model, so
+  ``AGENTSTREAM_MAX_JOBS`` is large; events are group-committed through one pipelined
+  connection (``worker/appender.py``); leases are renewed for all jobs in one round trip on
+  a connection of their own (``worker/leases.py``); the event loop is uvloop.
 """
 
 from __future__ import annotations
@@ -24,22 +28,28 @@ import socket
 from typing import Any
 
 import msgspec
+import uvloop
 from arq.connections import ArqRedis
 from arq.worker import Worker as ArqWorker
 from arq.worker import func
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import connect, keys, logs, metrics, tracing
+from shared import connect, keys, logs, scripts, tracing
 from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import new_id, now_ms
 from shared.settings import Settings
+from shared.stores import jobs
 from shared.stores.messages import EventTooLarge, MessageStore
 from shared.stores.sessions import SessionStore
 from worker import compactor, observe, pipeline, reaper
+from worker.appender import Appender
 from worker.deps import Deps, tool_registry
+from worker.leases import Leases
 from worker.models.errors import ProviderError
+from worker.resp import RespConnection
 
 log = logging.getLogger("agentstream.worker")
 HEARTBEAT_S = 2.0
@@ -55,12 +65,11 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
     deps: Deps = ctx["deps"]
     attempt, status = await deps.messages.claim(ses_id, msg_id, deps.worker_id)
     if attempt == 0:
-        return status  # already ended (cancelled before start) or expired
+        return status  # already ended (cancelled before start), expired, or not its turn yet
     logs.bind(attempt=attempt)
     task = asyncio.current_task()
-    assert task is not None
-    fenced = asyncio.Event()
-    keeper = asyncio.create_task(_keep_lease(deps, ses_id, msg_id, attempt, task, fenced))
+    assert task is not None and deps.leases is not None and deps.appender is not None
+    held = deps.leases.hold(ses_id, msg_id, attempt, task)
     try:
         await pipeline.run(deps, ses_id, msg_id, attempt)
         return "completed"
@@ -71,7 +80,7 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         log.info("message %s attempt %d stopped: %s", msg_id, attempt, exc)
         return await _fenced(ctx, ses_id, msg_id)
     except asyncio.CancelledError:
-        if fenced.is_set():
+        if held.fenced.is_set():
             return await _fenced(ctx, ses_id, msg_id)  # cancelled or superseded: nothing more to write
         # Shutdown: hand the message over at once instead of waiting for the lease to lapse.
         with contextlib.suppress(Exception):
@@ -90,7 +99,8 @@ async def run_message(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
         await _fail(deps, ses_id, msg_id, attempt, "internal_error", f"The agent failed: {type(exc).__name__}")
         return "failed"
     finally:
-        keeper.cancel()
+        deps.leases.drop(held)
+        deps.appender.discard(msg_id)
 
 
 async def _fenced(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
@@ -107,29 +117,13 @@ async def _fenced(ctx: dict[str, Any], ses_id: str, msg_id: str) -> str:
 
 async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, message: str,
                 recoverable: bool = False, details: dict[str, Any] | None = None) -> None:
+    if deps.appender is not None:
+        await deps.appender.settle(msg_id)  # the error goes after whatever the run still had in flight
     with contextlib.suppress(Fenced):
         await deps.messages.append(ses_id, msg_id, attempt,
                                    [Error(message=message, recoverable=recoverable, code=code, message_id=msg_id,
                                           details=details)],
                                    status="failed")
-
-
-async def _keep_lease(deps: Deps, ses_id: str, msg_id: str, attempt: int, task: asyncio.Task[Any],
-                      fenced: asyncio.Event) -> None:
-    period = deps.settings.lease_s / 3
-    clock = metrics.LeaseClock(deps.settings.lease_s)
-    while True:
-        await asyncio.sleep(period)
-        try:
-            ok = await deps.messages.renew(ses_id, msg_id, attempt)
-        except Exception:  # Redis away: the lease may lapse; the append fencing keeps us honest
-            log.warning("message %s: lease renewal failed", msg_id, exc_info=True)
-            continue
-        clock.renewed()
-        if not ok:
-            fenced.set()
-            task.cancel()  # cancelled or taken over: stop promptly
-            return
 
 
 class Worker(ArqWorker):
@@ -139,6 +133,7 @@ class Worker(ArqWorker):
         super().__init__(*args, poll_delay=fallback_poll_s, **kwargs)
         self._wake = asyncio.Event()
         self._wake_url = wake_url
+        self._start: AsyncScript | None = None
 
     async def main(self) -> None:
         self.ctx["redis"] = self.pool
@@ -174,6 +169,27 @@ class Worker(ArqWorker):
         super()._release_sem_dec_counter_on_complete()
         self._wake.set()  # a slot freed: look at the queue again now
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start_jobs in one round trip (START_JOBS in shared/scripts.py): same keys, same
+        rules, same accounting, but a thousand queued or running jobs cost one script call per
+        poll, not four sequential commands each."""
+        free = self.max_jobs - self.job_counter
+        candidates = [j.decode() for j in job_ids]
+        candidates = [j for j in candidates if j not in self.tasks]
+        if free <= 0 or not candidates:
+            return
+        if self._start is None:
+            self._start = self.pool.register_script(scripts.START_JOBS)
+        taken = await self._start(keys=[keys.QUEUE, *(keys.ARQ_IN_PROGRESS + j for j in candidates)],
+                                  args=[now_ms(), int(self.in_progress_timeout_s * 1000), free, *candidates])
+        for i in range(0, len(taken), 2):
+            job_id, score = taken[i].decode(), int(float(taken[i + 1]))
+            await self.sem.acquire()
+            self.job_counter += 1
+            t = self.loop.create_task(self.run_job(job_id, score))
+            t.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = t
+
     async def _listen_inbound(self) -> None:
         # A dedicated connection: XREAD BLOCK would hold a pooled one hostage.
         client = connect.client(self._wake_url, max_connections=1)
@@ -203,12 +219,24 @@ async def _startup(ctx: dict[str, Any]) -> None:
     arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=_encode_job,
                    job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w', 6)}"
+
+    async def hand_over(ses_id: str, msg_id: str) -> None:
+        await jobs.enqueue(None, redis, settings, ses_id, msg_id)
+
+    # Dedicated connections for the hot paths: appends (group commit) and lease renewals.
+    append_conn = RespConnection(ctx["redis_url"], "agentstream-append", (scripts.APPEND,))
+    lease_conn = RespConnection(ctx["redis_url"], "agentstream-leases", (scripts.RENEW,))
+    leases = Leases(lease_conn, settings.lease_s)
     deps = Deps(settings=settings, redis=redis, arq=arq, messages=MessageStore(redis, settings),
-                sessions=SessionStore(redis, settings), tools=tool_registry(), worker_id=worker_id)
+                sessions=SessionStore(redis, settings), tools=tool_registry(), worker_id=worker_id,
+                appender=Appender(append_conn, settings, hand_over, max_batch=settings.append_batch_max),
+                leases=leases)
     ctx["deps"] = deps
+    ctx["conns"] = [append_conn, lease_conn]
     ctx["background"] = [asyncio.create_task(_heartbeat(deps), name="heartbeat"),
                          asyncio.create_task(_reap(deps), name="reaper"),
-                         asyncio.create_task(_compact(deps), name="compactor")]
+                         asyncio.create_task(_compact(deps), name="compactor"),
+                         asyncio.create_task(leases.run(), name="leases")]
     log.info("worker %s ready", worker_id)
 
 
@@ -225,6 +253,8 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
             await deps.redis.zrem(keys.WORKERS, deps.worker_id)
         await deps.redis.aclose()
+    for conn in ctx.get("conns", []):
+        await conn.aclose()
 
 
 async def _heartbeat(deps: Deps) -> None:
@@ -283,6 +313,8 @@ def run(settings: Settings, redis_url: str | None = None) -> None:
     url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
     logs.configure(settings.log_level, settings.log_format)
     tracing.setup(settings.otel_endpoint, "agentstream-worker")
+    # arq's Worker takes the current event loop when built: make it uvloop's.
+    asyncio.set_event_loop(uvloop.new_event_loop())
     try:
         build(settings, url).run()
     finally:

@@ -39,7 +39,7 @@ from shared.events import (
 from shared.ids import iso, now_ms
 from shared.models import DEFAULT_SYSTEM_PROMPT
 from shared.stores.confirmations import ConfirmationStore
-from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry, UserEntry
+from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry
 from worker import observe
 from worker.deps import Deps
 from worker.emitter import Emitter
@@ -64,7 +64,6 @@ def session_name_for(content: str) -> str:
 
 async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     record = await deps.messages.record(ses_id, msg_id)
-    session = await deps.redis.hgetall(keys.session(ses_id))
     if record is None or record.ended:
         return
     marker = deps.settings.fault_crash_marker
@@ -82,11 +81,11 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
         # everything up to ``discard_after`` 0-0), never continuing past a silent gap.
         log.warning("message %s: %d of %d events were trimmed; starting over", msg_id,
                     record.count - len(rows), record.count)
-        em = Emitter(deps.messages, ses_id, msg_id, attempt, [])
+        em = Emitter(deps.messages, ses_id, msg_id, attempt, [], deps.appender)
         await em.emit(Reset(reason="retry", status="running", replay_from="0-0", attempt=attempt,
                             discard_after="0-0"))
     else:
-        em = Emitter(deps.messages, ses_id, msg_id, attempt, rows)
+        em = Emitter(deps.messages, ses_id, msg_id, attempt, rows, deps.appender)
         state = rebuild(effective(rows))
     if attempt > 1:
         log.info("message %s attempt %d: %d recorded events, %d recorded steps", msg_id, attempt, len(rows),
@@ -104,6 +103,9 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     # writes nothing. The model is asked only for what comes after them.
     await em.emit(*state.replay)
 
+    # Read after the first events are on their way (group commit: emit did not wait), so the
+    # session's read overlaps their append instead of delaying the first event.
+    session = await deps.redis.hgetall(keys.session(ses_id))
     config = _dec.decode(session.get(b"agent_config") or b"{}")
     model_name = (session.get(b"effective_model") or b"agentstream-builtin").decode()
     turn = Turn(
@@ -266,12 +268,5 @@ async def _memory(deps: Deps, ses_id: str, session: dict[bytes, bytes]) -> dict[
 
 
 async def _history(deps: Deps, ses_id: str, msg_id: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for e in await deps.sessions.log(ses_id):
-        if e.message_id == msg_id:
-            continue
-        if isinstance(e, UserEntry):
-            out.append({"role": "user", "content": e.content})
-        elif isinstance(e, AssistantEntry):
-            out.append({"role": "assistant", "content": e.content})
-    return out[-2 * HISTORY_TURNS:]
+    # A bounded window read backwards, not the whole log: a long session costs what a short one does.
+    return list(await deps.sessions.exchanges_before(ses_id, msg_id, HISTORY_TURNS))

@@ -80,11 +80,15 @@ async def reap_once(deps: Deps) -> int:
         async with deps.redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.ARQ_JOB + record.job_id)
             pipe.exists(keys.ARQ_IN_PROGRESS + record.job_id)
-            job_exists, in_progress = await pipe.execute()
+            pipe.hget(keys.session(ses_id), "turn")
+            job_exists, in_progress, turn = await pipe.execute()
         next_check = now + interval_ms
-        # A message is queued since it was accepted, or since its confirmation was answered.
-        queued_for = now - max(record.created_at_ms, record.queued_at_ms)
-        if record.status == "queued":
+        # Since when it may run: its acceptance, its answered confirmation, or the moment it was
+        # handed its session's turn.
+        queued_for = now - max(record.created_at_ms, record.queued_at_ms, record.turn_ms)
+        if record.status == "queued" and turn is not None and turn.decode() != msg_id:
+            next_check = now + QUEUED_GRACE_MS  # waiting for its session's turn; the holder is watched
+        elif record.status == "queued":
             if in_progress and queued_for > QUEUED_GRACE_MS and await _restart_unclaimed(deps, ses_id, msg_id,
                                                                                           record.job_id, now):
                 # arq marked the job started but our claim never came: the worker died in

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from gateway.auth import authenticate
 from gateway.bodies import parse, read_body
 from gateway.context import services
-from gateway.routes.messages import events_url, sse_answer
+from gateway.routes.messages import events_url, sse_answer, stream_slot
 from gateway.routes.tokens import mint
 from shared import cursor as cur
 from shared import models
@@ -36,11 +36,18 @@ async def respond_to_confirmation(request: Request) -> Response:
     if conf is None:
         raise NotFound("Confirmation not found", code="confirmation_not_found", details={"confirmation_id": conf_id})
     job_id = f"{conf.message_id}:{conf_id}"
-    paused_at = await store.answer(ses_id, conf, req.approved, job_id)
-    await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, conf.message_id, job_id)
+    # A 429 (too many streams) must come before the answer is recorded (issue 18, point 10).
+    slot = stream_slot(request)
+    await slot.acquire()
+    try:
+        paused_at = await store.answer(ses_id, conf, req.approved, job_id)
+        await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, conf.message_id, job_id)
+    except BaseException:
+        await slot.release()
+        raise
     headers = {"X-Message-Id": conf.message_id, "Content-Location": events_url(ses_id, conf.message_id),
                "X-Stream-Token": (await mint(svc, caller, ses_id, conf.message_id))[0]}
-    return await sse_answer(request, ses_id, conf.message_id, cur.parse(paused_at), headers)
+    return await sse_answer(request, ses_id, conf.message_id, cur.parse(paused_at), headers, slot)
 
 
 ROUTES = [Route("/v1/agents/sessions/{session_id}/confirmations/{confirmation_id}", respond_to_confirmation,

@@ -12,18 +12,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import sse
-from gateway.auth import Caller, authenticate
+from gateway.auth import authenticate
 from gateway.bodies import parse, read_body
 from gateway.context import Services, services
+from gateway.hub import HubClosed, Subscription
 from gateway.limits import StreamSlot
 from gateway.routes.sessions import json
 from gateway.routes.tokens import mint
-from gateway.streaming import EventStreamResponse, open_reader
+from gateway.streaming import EventStreamResponse, Reader, open_reader, reader_for_new
 from shared import cursor as cur
 from shared import keys, models
 from shared.errors import ApiError, BadRequest, Invalid, NotFound, Unavailable
 from shared.ids import new_id, now_ms
-from shared.stores import jobs
+from shared.stores import jobs, turns
+from shared.stores.messages import Accepted
 from shared.stores.session_log import UserEntry
 
 _encoder = msgspec.json.Encoder()
@@ -51,60 +53,121 @@ def _cursor(request: Request) -> tuple[int, int] | None:
         raise BadRequest(str(exc), code="invalid_last_event_id", details={"last_event_id": raw[:64]}) from None
 
 
+MULTITASK_HEADER = "x-agentstream-multitask"
+# Error codes that end a message because someone asked it to stop (the JSON answer's "cancelled").
+_STOPPED = frozenset({"cancelled", "interrupted", "rolled_back"})
+
+
+def _strategy(request: Request, default: str) -> str:
+    """What this message does if another message of its session is running (issue 20)."""
+    raw = request.headers.get(MULTITASK_HEADER)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in turns.STRATEGIES:
+        raise Invalid(f"X-Agentstream-Multitask must be one of {', '.join(turns.STRATEGIES)}",
+                      code="invalid_multitask", details={"accepted": list(turns.STRATEGIES), "got": raw[:32]})
+    return value
+
+
 async def send_message(request: Request) -> Response:
+    """Round trips to Redis on the happy path: key lookup, subscribe (hub), one pipeline that
+    records the message (reaper index, msg -> session, ACCEPT script), one ENQUEUE script, and
+    the first stream read (see the README's note on the send path)."""
     caller = await authenticate(request)
     svc = services(request)
     if svc.draining:
         raise Unavailable("This gateway is shutting down; retry", code="draining",
                           headers={"Retry-After": "1"}, details={"retryable": True, "retry_after_seconds": 1})
     ses_id = request.path_params["session_id"]
-    await svc.sessions.load(caller.namespace_id, ses_id)
-    raw = await read_body(request, svc.settings.max_body_bytes)
-    req = parse(raw, models.SendMessageRequest)
-    if len(req.content) > svc.settings.max_content_chars:
-        raise Invalid(f"content is longer than {svc.settings.max_content_chars} characters",
-                      code="content_too_long", details={"limit_chars": svc.settings.max_content_chars})
-    after = _cursor(request)
+    try:
+        if not ses_id.startswith("ses_"):
+            raise NotFound("Session not found", code="session_not_found", details={"session_id": ses_id})
+        raw = await read_body(request, svc.settings.max_body_bytes)
+        req = parse(raw, models.SendMessageRequest)
+        if len(req.content) > svc.settings.max_content_chars:
+            raise Invalid(f"content is longer than {svc.settings.max_content_chars} characters",
+                          code="content_too_long", details={"limit_chars": svc.settings.max_content_chars})
+        after = _cursor(request)
+        strategy = _strategy(request, svc.settings.multitask_default)
+    except ApiError:
+        # An unknown session answers 404 before any complaint about the request, as always; on
+        # the happy path the ACCEPT script checks the session itself (one round trip fewer).
+        await svc.sessions.load(caller.namespace_id, ses_id)
+        raise
     idem = request.headers.get("idempotency-key")
     idem_hash = hashlib.sha256(idem.encode()).hexdigest() if idem else None
     body_hash = hashlib.sha256(_encoder.encode(req)).hexdigest()
     msg_id = new_id("msg")
-    now = now_ms()
-    # Index for the reaper first: a gateway that dies after this point leaves a message the
-    # reaper will enqueue (or drop, if the accept below never happened).
-    await svc.redis.zadd(keys.ACTIVE, {f"{ses_id}/{msg_id}": now + 5_000})
-    created, msg_id_final = await _accept(svc, caller, ses_id, msg_id, req.content, idem_hash, body_hash, now)
-    if created:
-        await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, msg_id)
-    msg_id = msg_id_final
+    # A refusal must record nothing (429 too_many_streams used to come after the accept, so the
+    # refused message ran anyway): the stream slot is taken first and given back on any failure.
+    slot = stream_slot(request) if req.stream is not False else None
+    if slot is not None:
+        await slot.acquire()
+    try:
+        reader, acc = await _accept(svc, caller.namespace_id, ses_id, msg_id, req.content, idem_hash, body_hash,
+                                    strategy, after)
+    except BaseException:
+        if slot is not None:
+            await slot.release()
+        raise
+    msg_id = acc.message_id
     headers = {"X-Message-Id": msg_id, "Content-Location": events_url(ses_id, msg_id),
                "X-Stream-Token": (await mint(svc, caller, ses_id, msg_id))[0]}  # for browsers (contract A)
     if idem:
-        headers["Idempotent-Replayed"] = "false" if created else "true"
+        headers["Idempotent-Replayed"] = "false" if acc.created else "true"
     if req.stream is False:
-        return await _json_answer(svc, ses_id, msg_id, headers)
-    return await sse_answer(request, ses_id, msg_id, after, headers)
+        return await _json_answer(svc, reader, ses_id, msg_id, headers)
+    return EventStreamResponse(reader, svc.settings.sse_retry_ms, {**sse.HEADERS, **headers},  # type: ignore[return-value]
+                               on_close=slot.release if slot is not None else None)
 
 
-async def _accept(svc: Services, caller: Caller, ses_id: str, msg_id: str, content: str,
-                  idem_hash: str | None, body_hash: str, now: int) -> tuple[bool, str]:
+async def _accept(svc: Services, ns_id: str, ses_id: str, msg_id: str, content: str, idem_hash: str | None,
+                  body_hash: str, strategy: str, after: tuple[int, int] | None) -> tuple[Reader, Accepted]:
+    """Record the message, start it (or queue it behind the running one) and open its reader."""
+    # Subscribed before the message exists, the live path carries every entry it will ever
+    # have: no record or stream probe is needed to start reading.
+    sub = await _subscribe(svc, ses_id, msg_id)
     try:
-        created, final = await svc.messages.accept(ses_id, caller.namespace_id, msg_id,
-                                                   UserEntry(message_id=msg_id, ts=now, content=content),
-                                                   content, idem_hash, body_hash)
+        acc = await svc.messages.submit(ses_id, ns_id, msg_id, UserEntry(message_id=msg_id, ts=now_ms(), content=content),
+                                        content, idem_hash, body_hash, strategy)
     except BaseException:
-        await svc.redis.zrem(keys.ACTIVE, f"{ses_id}/{msg_id}")
+        sub.unsubscribe()
         raise
-    if not created:
-        await svc.redis.zrem(keys.ACTIVE, f"{ses_id}/{msg_id}")
-    return created, final
+    if acc.created:
+        if acc.runs_now:
+            await jobs.enqueue(None, svc.redis, svc.settings, ses_id, msg_id)
+        if acc.revived:
+            await jobs.enqueue(None, svc.redis, svc.settings, ses_id, acc.revived)
+        if acc.holder and strategy in ("interrupt", "rollback"):
+            await turns.end_holder(svc.messages, ses_id, acc.holder, msg_id, keep_work=strategy == "interrupt")
+    if acc.created and after is None:
+        return reader_for_new(svc.messages, sub, svc.settings, ses_id, msg_id), acc
+    sub.unsubscribe()  # an idempotent replay names another message; a cursor needs the full plan
+    return await open_reader(svc.messages, svc.hub, svc.settings, ses_id, acc.message_id, after), acc
+
+
+async def _subscribe(svc: Services, ses_id: str, msg_id: str) -> Subscription:
+    try:
+        return await svc.hub.subscribe(keys.live_channel(ses_id, msg_id))
+    except (HubClosed, TimeoutError):
+        raise Unavailable("The live event path is reconnecting; retry shortly", code="hub_unavailable",
+                          details={"retryable": True, "retry_after_seconds": 1},
+                          headers={"Retry-After": "1"}) from None
+
+
+def stream_slot(request: Request) -> StreamSlot:
+    svc = services(request)
+    return StreamSlot(svc.redis, svc.settings, request.state.key_hash, svc.streams)
 
 
 async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[int, int] | None,
-                     headers: dict[str, str]) -> Response:
+                     headers: dict[str, str], slot: StreamSlot | None = None) -> Response:
+    """``slot``: already acquired by a caller that must refuse before it records anything."""
     svc = services(request)
-    slot = StreamSlot(svc.redis, svc.settings, request.state.key_hash, svc.streams)
-    await slot.acquire()
+    if slot is None:
+        slot = stream_slot(request)
+        await slot.acquire()
     try:
         reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, after)
     except BaseException:
@@ -114,8 +177,7 @@ async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[in
                                on_close=slot.release)
 
 
-async def _json_answer(svc: Services, ses_id: str, msg_id: str, headers: dict[str, str]) -> Response:
-    reader = await open_reader(svc.messages, svc.hub, svc.settings, ses_id, msg_id, None)
+async def _json_answer(svc: Services, reader: Reader, ses_id: str, msg_id: str, headers: dict[str, str]) -> Response:
     seen: dict[str, Any] = {}
     try:
         async with asyncio.timeout(svc.settings.sync_timeout_s):
@@ -147,7 +209,7 @@ def _result(ses_id: str, msg_id: str, seen: dict[str, Any]) -> models.MessageRes
     if "done" in seen:
         status = "completed"
     elif err is not None:
-        status = "cancelled" if err.get("code") == "cancelled" else "failed"
+        status = "cancelled" if err.get("code") in _STOPPED else "failed"
     elif "confirmation_required" in seen:
         status = "awaiting_confirmation"
     else:

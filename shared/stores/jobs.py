@@ -1,20 +1,39 @@
-"""Putting a message on the queue: the arq job (id = message id), then the wake-up entry that
-idle workers block on. Used by the gateway (accept) and the reaper (reconcile)."""
+"""Putting a message on the queue: the arq job (id = message id) and the wake-up entry that idle
+workers block on, in one script (one round trip). Used by the gateway (accept), by whoever hands
+a session's turn on, and by the reaper (reconcile)."""
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-from arq.connections import ArqRedis
+from typing import Any
 
-from shared import keys
+import msgspec
+import redis.asyncio as aioredis
+
+from shared import keys, scripts
+from shared.ids import now_ms
 from shared.settings import Settings
 
 
-async def enqueue(arq: ArqRedis, redis: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str,
-                  job_id: str | None = None) -> None:
-    await arq.enqueue_job(keys.JOB_FUNCTION, ses_id, msg_id, _job_id=job_id or msg_id, _queue_name=keys.QUEUE,
-                          _expires=settings.message_deadline_s)
-    await wake(redis, settings, ses_id, msg_id)
+def job_payload(ses_id: str, msg_id: str, enqueued_ms: int) -> bytes:
+    """Exactly what arq's ``serialize_job`` writes with our JSON serializer."""
+    return msgspec.json.encode({"t": None, "f": keys.JOB_FUNCTION, "a": [ses_id, msg_id], "k": {},
+                                "et": enqueued_ms})
+
+
+def enqueue_args(settings: Settings, ses_id: str, msg_id: str, job_id: str | None = None) -> tuple[list[str], list[Any]]:
+    job_id = job_id or msg_id
+    now = now_ms()
+    return ([keys.ARQ_JOB + job_id, keys.ARQ_RESULT + job_id, keys.QUEUE, keys.INBOUND],
+            [job_id, job_payload(ses_id, msg_id, now), settings.message_deadline_s * 1000, now,
+             settings.inbound_maxlen, ses_id, msg_id])
+
+
+async def enqueue(arq: object, redis: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str,
+                  job_id: str | None = None) -> bool:
+    """Enqueue the job (unless it exists) and wake the workers. ``arq`` is unused since this became
+    one script; the parameter stays so callers need no change. True if the job was created."""
+    k, a = enqueue_args(settings, ses_id, msg_id, job_id)
+    return bool(await redis.register_script(scripts.ENQUEUE)(keys=k, args=a))
 
 
 async def wake(redis: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str) -> None:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from shared import cursor, keys, metrics, scripts, tracing
 from shared.errors import BadRequest, Conflict, Fenced, Forbidden, NotFound, RateLimited
 from shared.events import Error, Event, Reset, encode_payload, type_of
 from shared.ids import now_ms
 from shared.settings import Settings
-from shared.stores import compaction
+from shared.stores import compaction, jobs
 from shared.stores.session_log import Entry, for_storage, kind_of
 from shared.stores.session_log import encode as encode_entry
 
@@ -62,6 +62,7 @@ class Record:
     traceparent: str | None = None  # W3C, of the request that sent it (traces on only)
     handed: int = 0  # attempts that ended without a crash (paused, released): not crash retries
     queued_at_ms: int = 0  # when an answered confirmation queued it again
+    turn_ms: int = 0  # when it was given the session's turn (0: still waiting, or accepted before turns)
 
     @property
     def ended(self) -> bool:
@@ -103,7 +104,19 @@ class Record:
             traceparent=s("traceparent"),
             handed=i("handed"),
             queued_at_ms=i("queued_ms"),
+            turn_ms=i("turn_ms"),
         )
+
+
+class Accepted(NamedTuple):
+    """What accepting a message decided (see ACCEPT in shared/scripts.py)."""
+
+    created: bool
+    message_id: str
+    runs_now: bool = False  # it holds the session's turn: enqueue it
+    holder: str = ""  # else the message it waits behind
+    holder_status: str = ""
+    revived: str = ""  # a waiter handed a turn its dead holder never passed on: enqueue it too
 
 
 class MessageStore:
@@ -129,25 +142,47 @@ class MessageStore:
         body_hash: str,
     ) -> tuple[bool, str]:
         """Record a user message. Returns (created, message_id); an existing message for the
-        same idempotency key comes back with created=False."""
+        same idempotency key comes back with created=False. (``submit`` says more.)"""
+        a = await self.submit(ses_id, ns_id, msg_id, user_entry, content, idem_key_hash, body_hash)
+        return a.created, a.message_id
+
+    async def submit(self, ses_id: str, ns_id: str, msg_id: str, user_entry: Entry, content: str,
+                     idem_key_hash: str | None, body_hash: str, strategy: str = "enqueue") -> Accepted:
+        """Record a user message and its place in the session's order, in one round trip: the
+        reaper's index entry and msg_id -> session (global keys, another Cluster slot, so outside
+        the script) go in the same pipeline, first, so a gateway dying after the accept leaves a
+        message the reaper finds. Raises SessionBusy for ``reject`` while another message runs."""
         idem = keys.idempotency(ses_id, idem_key_hash) if idem_key_hash else keys.idempotency(ses_id, "-")
-        try:
-            kind, mid = await self._accept(
-                keys=[keys.session(ses_id), keys.session_log(ses_id), keys.message(ses_id, msg_id),
-                      idem, keys.session_rate(ses_id)],
-                args=[msg_id, encode_entry(user_entry), now_ms(), body_hash if idem_key_hash else "",
-                      self.settings.idempotency_ttl_s, self.settings.message_record_ttl_s, content,
-                      ns_id],
-            )
-        except ResponseError as exc:
-            raise _accept_error(str(exc), ses_id) from None
-        if kind == b"new":
-            # msg_id -> session, for tools that are given only a message id (ops CLI). Outside
-            # the script: it is a global key, in another Cluster slot.
-            await self.redis.set(keys.message_session(msg_id), ses_id, ex=self.settings.message_record_ttl_s)
-            if tp := tracing.traceparent():  # before the enqueue: the worker's spans join this trace
-                await self.redis.hset(keys.message(ses_id, msg_id), "traceparent", tp)
-        return kind == b"new", mid.decode()
+        member = f"{ses_id}/{msg_id}"
+        now = now_ms()
+        k = [keys.session(ses_id), keys.session_log(ses_id), keys.message(ses_id, msg_id), idem,
+             keys.session_rate(ses_id), keys.session_pending(ses_id), keys.events(ses_id, msg_id)]
+        a: list[Any] = [msg_id, encode_entry(user_entry), now, body_hash if idem_key_hash else "",
+             self.settings.idempotency_ttl_s, self.settings.message_record_ttl_s, content, ns_id, strategy,
+             self.settings.stream_maxlen, keys.live_channel(ses_id, msg_id)]
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.ACTIVE, {member: now + 5_000})
+                pipe.set(keys.message_session(msg_id), ses_id, ex=self.settings.message_record_ttl_s)
+                pipe.evalsha(self._accept.sha, len(k), *k, *a)  # type: ignore[arg-type]
+                _, _, reply = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+            await self.redis.script_load(scripts.ACCEPT)
+        if isinstance(reply, BaseException) or reply[0] != b"new":
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(keys.ACTIVE, member)
+                pipe.delete(keys.message_session(msg_id))
+                await pipe.execute()
+            if isinstance(reply, ResponseError):
+                raise _accept_error(str(reply), ses_id) from None
+            if isinstance(reply, BaseException):
+                raise reply
+            return Accepted(False, reply[1].decode())
+        if tp := tracing.traceparent():  # before the enqueue: the worker's spans join this trace
+            await self.redis.hset(keys.message(ses_id, msg_id), "traceparent", tp)
+        _, mid, state, holder, hstatus, revived = (x.decode() for x in reply)
+        return Accepted(True, mid, state == "run", holder, hstatus, revived)
 
     async def record(self, ses_id: str, msg_id: str) -> Record | None:
         h = await self.redis.hgetall(keys.message(ses_id, msg_id))
@@ -223,8 +258,8 @@ class MessageStore:
 
     async def claim(self, ses_id: str, msg_id: str, worker_id: str) -> tuple[int, str]:
         attempt, status = await self._claim(
-            keys=[keys.message(ses_id, msg_id)],
-            args=[worker_id, int(self.settings.lease_s * 1000), now_ms()],
+            keys=[keys.message(ses_id, msg_id), keys.session(ses_id)],
+            args=[worker_id, int(self.settings.lease_s * 1000), now_ms(), msg_id],
         )
         if int(attempt) > 0:
             metrics.ATTEMPTS.labels("first" if int(attempt) == 1 else "retry").inc()
@@ -272,26 +307,10 @@ class MessageStore:
         log: list[Entry] = (),  # type: ignore[assignment]
         stats: dict[str, int | float] | None = None,
     ) -> list[str]:
-        stats = stats or {}
-        args: list[Any] = [
-            attempt, self.settings.stream_maxlen, self.settings.message_stream_ttl_s,
-            self.settings.message_record_ttl_s, keys.live_channel(ses_id, msg_id), status, now_ms(),
-            len(payloads), len(log), len(stats),
-        ]
-        for t, d in payloads:
-            args += [t, d]
-        for entry in log:
-            entry = for_storage(entry, self.settings.log_tool_output_chars)
-            args += [kind_of(entry), encode_entry(entry)]
-        for field, amount in stats.items():
-            args += [field, repr(float(amount)) if isinstance(amount, float) else str(amount)]
+        k, args = append_args(self.settings, ses_id, msg_id, attempt, payloads, status, log, stats)
         started = time.perf_counter()
         try:
-            ids = await self._append(
-                keys=[keys.message(ses_id, msg_id), keys.events(ses_id, msg_id), keys.session(ses_id),
-                      keys.session_log(ses_id)],
-                args=args,
-            )
+            reply = await self._append(keys=k, args=args)
         except ResponseError as exc:
             text = str(exc)
             if text.startswith(("FENCED", "TERMINAL", "NOREC")):
@@ -301,7 +320,32 @@ class MessageStore:
         metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
         for t, _ in payloads:
             metrics.EVENTS_APPENDED.labels(metrics.bounded("type", t)).inc()
+        # {ids, handed}; an empty reply is what bench.producer's argument-capturing stub returns.
+        ids, handed = (reply[0], reply[1]) if reply else ([], b"")
+        if handed:
+            await jobs.enqueue(None, self.redis, self.settings, ses_id, handed.decode())
         return [i.decode() for i in ids]
+
+
+def append_args(settings: Settings, ses_id: str, msg_id: str, attempt: int | str,
+                payloads: list[tuple[str, bytes]], status: str = "completed", log: list[Entry] | tuple[()] = (),
+                stats: dict[str, int | float] | None = None) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the APPEND script (shared with the worker's group-commit appender)."""
+    stats = stats or {}
+    args: list[Any] = [
+        attempt, settings.stream_maxlen, settings.message_stream_ttl_s,
+        settings.message_record_ttl_s, keys.live_channel(ses_id, msg_id), status, now_ms(),
+        len(payloads), len(log), len(stats),
+    ]
+    for t, d in payloads:
+        args += [t, d]
+    for entry in log:
+        entry = for_storage(entry, settings.log_tool_output_chars)
+        args += [kind_of(entry), encode_entry(entry)]
+    for field, amount in stats.items():
+        args += [field, repr(float(amount)) if isinstance(amount, float) else str(amount)]
+    return ([keys.message(ses_id, msg_id), keys.events(ses_id, msg_id), keys.session(ses_id),
+             keys.session_log(ses_id), keys.session_pending(ses_id)], args)
 
 
 class EventTooLarge(ValueError):
@@ -321,6 +365,12 @@ def _accept_error(text: str, ses_id: str) -> Exception:
         code = text.split()[1]
         return Forbidden(QUOTA_MESSAGES.get(code, "Session quota exceeded"), code=f"quota_{code}",
                          details={"session_id": ses_id, "quota": code})
+    if text.startswith("BUSY"):
+        _, holder, status = (text.split() + ["", ""])[:3]
+        return Conflict(f"Message {holder} of this session is still {status or 'running'}; this request "
+                           "asked not to wait (X-Agentstream-Multitask: reject)", code="session_busy",
+                           details={"session_id": ses_id, "running_message_id": holder,
+                                    "running_status": status or "running"})
     if text.startswith("RATE"):
         retry = text.split()[1]
         return RateLimited("The session's rate_limit_messages_per_minute was exceeded",

@@ -38,7 +38,9 @@ class AssistantEntry(Entry, tag="assistant"):
 
 
 class TurnEntry(Entry, tag="turn"):
-    status: str  # completed | failed | cancelled
+    # completed | failed | cancelled | interrupted (its work stays in the history) | rolled_back
+    # (a newer message ended it and asked to leave the exchange out: history and stats skip it)
+    status: str
     latency_ms: float
     tokens: int
     tool_calls: int
@@ -80,10 +82,20 @@ STAT_FIELDS = ("user_messages", "assistant_messages", "total_tool_calls", "total
                "total_latency_ms", "turns")
 
 
+ROLLED_BACK = "rolled_back"
+
+
+def rolled_back(entries: list[AnyEntry]) -> set[str]:
+    """Messages ended by a ``rollback``: left out of the history (their user entry too)."""
+    return {e.message_id for e in entries if isinstance(e, TurnEntry) and e.status == ROLLED_BACK}
+
+
 def stats(entries: list[AnyEntry]) -> dict[str, float]:
     out: dict[str, float] = dict.fromkeys(STAT_FIELDS, 0)
     for e in entries:
         match e:
+            case TurnEntry(status="rolled_back"):
+                pass
             case UserEntry():
                 out["user_messages"] += 1
             case AssistantEntry():
@@ -99,9 +111,15 @@ def stats(entries: list[AnyEntry]) -> dict[str, float]:
 
 
 def history_rows(entries: list[AnyEntry]) -> list[dict[str, Any]]:
-    """MessageHistoryItem fields, oldest first: user, tool and assistant rows."""
-    rows: list[dict[str, Any]] = []
+    """MessageHistoryItem fields, one exchange after another in acceptance order (user, tools,
+    assistant). The log interleaves exchanges when a message was accepted while another ran
+    (its user entry comes before the earlier one's answer), so rows are grouped by message."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    dropped = rolled_back(entries)
     for e in entries:
+        if e.message_id in dropped:
+            continue
+        rows = groups.setdefault(e.message_id, [])
         match e:
             case UserEntry(content=content):
                 rows.append({"message_id": e.message_id, "role": "user", "content": content,
@@ -118,4 +136,4 @@ def history_rows(entries: list[AnyEntry]) -> list[dict[str, Any]]:
                              "content_type": "text", "ts": e.ts})
             case _:
                 pass
-    return rows
+    return [row for rows in groups.values() for row in rows]

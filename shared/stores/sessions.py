@@ -241,6 +241,47 @@ class SessionStore:
         rows = await self.redis.xrange(keys.session_log(ses_id))
         return [session_log.decode(f[b"d"]) for _, f in rows]
 
+    async def exchanges_before(self, ses_id: str, msg_id: str, limit: int, chunk: int = 64) -> list[dict[str, str]]:
+        """The last ``limit`` exchanges accepted before ``msg_id`` as model history (user and
+        assistant texts, oldest first, each exchange whole). The log is read backwards in
+        chunks and only as far as needed, so a long session costs what a short one costs.
+        Messages accepted after ``msg_id`` (waiting their turn) and rolled-back ones are left out."""
+        later: list[tuple[str, str]] = []
+        skip: set[str] = set()
+        users: list[tuple[str, str]] = []  # (message id, content), newest first
+        answers: dict[str, str] = {}
+        seen_self = False
+        upper = "+"
+        while len(users) < limit:
+            rows = await self.redis.xrevrange(keys.session_log(ses_id), max=upper, min="-", count=chunk)
+            for _, f in rows:
+                e = session_log.decode(f[b"d"])
+                if isinstance(e, session_log.TurnEntry) and e.status == session_log.ROLLED_BACK:
+                    skip.add(e.message_id)
+                if e.message_id == msg_id:
+                    seen_self = seen_self or isinstance(e, session_log.UserEntry)
+                    continue
+                if isinstance(e, session_log.UserEntry):
+                    if not seen_self:
+                        later.append((e.message_id, e.content))  # accepted after this one: not its past
+                    elif e.message_id not in skip:
+                        users.append((e.message_id, e.content))
+                        if len(users) >= limit:
+                            break
+                elif isinstance(e, session_log.AssistantEntry):
+                    answers.setdefault(e.message_id, e.content)
+            if len(rows) < chunk:
+                break
+            upper = "(" + rows[-1][0].decode()
+        if not seen_self:  # a message without a user entry (not accepted through the API)
+            users = [u for u in later if u[0] not in skip][:limit]
+        out: list[dict[str, str]] = []
+        for mid, content in reversed(users):
+            out.append({"role": "user", "content": content})
+            if mid in answers:
+                out.append({"role": "assistant", "content": answers[mid]})
+        return out
+
     async def history(self, ses_id: str, limit: int, offset: int) -> tuple[list[MessageHistoryItem], int]:
         rows = session_log.history_rows(await self.log(ses_id))
         page = rows[offset: offset + limit]
