@@ -11,8 +11,9 @@ the server starts answering, without forwarding a byte (a response lost after th
 accepted). ``hold()`` parks new connections and freezes forwarding until ``release()``;
 ``cut_all()`` cuts every open connection now. Counters say what happened.
 
-The same controls are reachable over HTTP on the proxy's own port (for tests in other
-processes): ``POST /__proxy__/{hold,release,cut_all,drop_next,stats,config}``; ``config`` takes
+The same controls are reachable over HTTP on a port of their own, ``control_url`` (for tests in
+other processes; a port apart, so a client's kept-alive connection can never carry them):
+``POST /__proxy__/{hold,release,cut_all,drop_next,stats,config}``; ``config`` takes
 ``?lo=&hi=&ratio=&head=`` and sets the cut range and shares.
 """
 
@@ -63,6 +64,7 @@ class CuttingProxy:
         self.cut_when = cut_when
         self.counters: Counter[str] = Counter()
         self.port = 0
+        self.control_port = 0
         self.last_upstream = 0  # the gateway the newest connection went to
         self._next = 0
         self._drops = 0
@@ -70,11 +72,16 @@ class CuttingProxy:
         self._released = asyncio.Event()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
+        self._control_server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="cutting-proxy")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -85,8 +92,9 @@ class CuttingProxy:
 
     def stop(self) -> None:
         async def close() -> None:
-            assert self._server is not None
+            assert self._server is not None and self._control_server is not None
             self._server.close()
+            self._control_server.close()
             for w in list(self._open):
                 w.transport.abort()
         self._call(close()).result(10)
@@ -107,6 +115,8 @@ class CuttingProxy:
         self._released.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._control_server = await asyncio.start_server(self._serve_control, "127.0.0.1", 0)
+        self.control_port = self._control_server.sockets[0].getsockname()[1]
 
     # --- controls (thread-safe) -------------------------------------------------------------
 
@@ -142,9 +152,6 @@ class CuttingProxy:
         try:
             head = await cr.read(65536)
             if not head:
-                return
-            if head.split(b" ", 2)[1:2] and head.split(b" ", 2)[1].startswith(_CONTROL):
-                await self._control(head, cw)
                 return
             self._open.add(cw)
             await self._released.wait()
@@ -231,8 +238,21 @@ class CuttingProxy:
             await cw.drain()
             state.sent += len(data)
 
+    async def _serve_control(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        try:
+            head = await cr.readuntil(b"\r\n\r\n")
+            await self._control(head, cw)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            cw.close()
+
     async def _control(self, head: bytes, cw: asyncio.StreamWriter) -> None:
-        target = urlsplit(head.split(b" ", 2)[1].decode())
+        parts = head.split(b" ", 2)
+        if len(parts) < 2 or not parts[1].startswith(_CONTROL):
+            cw.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return
+        target = urlsplit(parts[1].decode())
         action = target.path[len(_CONTROL):]
         query = {k: v[0] for k, v in parse_qs(target.query).items()}
         if action == "hold":

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from tests.clients.harness import FAKE_KEY, FAULT_ENV, TRIM_ENV, FaultController, Faulty, diverging
@@ -25,10 +27,27 @@ def faulty() -> Iterator[Faulty]:
             a = s.start_gateway(**env)
             b = s.start_gateway(**env)
             s.wait_ready(a)
+            warm_up(s, a.url)
             with CuttingProxy([a.port or 0, b.port or 0], seed=20261201) as proxy:
                 yield Faulty(s, proxy, fake, env)
         finally:
             s.stop()
+
+
+def warm_up(stack: Stack, url: str) -> None:
+    """One answer per worker before the tests: a worker's first job warms caches on its event
+    loop, which on a loaded machine can outlast the short lease these tests use (the reaper
+    then ends that message with ``job_lost``); the tests are about the clients, not that."""
+    key, ns, _ = stack.new_tenant()
+    headers = {"Authorization": f"Bearer {key}", "X-Namespace": ns}
+
+    def one(_: int) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            sid = c.post("/v1/agents/sessions", json={"agent_config": {}}).json()["session_id"]
+            c.post(f"/v1/agents/sessions/{sid}/messages", json={"content": "hello", "stream": False})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(4)))
 
 
 @pytest.fixture(scope="package")

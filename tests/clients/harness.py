@@ -34,7 +34,7 @@ QUESTIONS = ["find documents about redis streams and consumer groups",
              "find runbooks about incident response and on-call"]
 # Fast tokens and a short `retry:`, so hundreds of cut/resume cycles fit in seconds; a short
 # lease and reaper interval, so a SIGKILLed worker's message moves on quickly.
-FAULT_ENV = {"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "3", "AGENTSTREAM_SSE_RETRY_MS": "20",
+FAULT_ENV = {"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "3", "AGENTSTREAM_SSE_RETRY_MS": "5",
              "AGENTSTREAM_HEARTBEAT_S": "1", "AGENTSTREAM_LEASE_S": "2", "AGENTSTREAM_REAPER_INTERVAL_S": "0.5",
              "AGENTSTREAM_WORKER_DRAIN_S": "1", "ANTHROPIC_API_KEY": FAKE_KEY}
 # A per-message stream capped at a few entries (MAXLEN ~, with Redis trimming in nodes of 2),

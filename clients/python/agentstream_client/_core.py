@@ -92,7 +92,7 @@ class StreamState:
         self.on_connection = on_connection
         self.reconcile = Reconciler()
         self.retry_ms = DEFAULT_RETRY_MS
-        self.failures = 0  # consecutive attempts without progress
+        self.failures = 0  # consecutive attempts that did not open a stream
         self.connections = 0
         self.result: AnyEvent | None = None
         self.finished = False
@@ -121,6 +121,9 @@ class StreamState:
             self.finished = True  # the cursor is the terminal event: nothing is left
             return False
         if status == 200:
+            # An open stream is progress, as for an EventSource: the backoff starts again. A
+            # stream cut before its first event then retries at the server's pace, not ever slower.
+            self.failures = 0
             if self.on_connection is not None:
                 self.on_connection("open", self.connections)
             return True
@@ -140,7 +143,7 @@ class StreamState:
     def _next_delay(self, cause: BaseException | None, retry_after: float | None) -> float:
         self.failures += 1
         if self.failures > self.max_retries:
-            raise ConnectionLost(f"gave up after {self.max_retries} attempts without progress") from cause
+            raise ConnectionLost(f"gave up after {self.max_retries} attempts in a row") from cause
         if self.on_connection is not None:
             self.on_connection("reconnecting", self.failures)
         delay: float = self.retry_ms / 1000 * (2 ** (self.failures - 1))
