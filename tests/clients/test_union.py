@@ -46,3 +46,25 @@ def test_a_server_payload_decodes_to_the_same_typed_event_in_the_client():
     ev = server_events.Reset(reason="retry", status="running", replay_from="1-0", attempt=2, discard_after="1-0")
     got = client_events.decode_event("reset", server_events.encode_payload(ev))
     assert type(got).__name__ == "Reset" and msgspec.structs.asdict(got) == msgspec.structs.asdict(ev)
+
+
+def test_the_comparison_sees_a_changed_default_type_or_field():
+    class A(msgspec.Struct, frozen=True, tag="x"):
+        n: int = 0
+
+    class B(msgspec.Struct, frozen=True, tag="x"):
+        n: int = 1
+
+    class C(msgspec.Struct, frozen=True, tag="x"):
+        n: float = 0
+
+    class D(msgspec.Struct, frozen=True, tag="x"):
+        n: int = 0
+        extra: str | None = None
+
+    def unnamed(t: Any) -> Any:
+        kind, _name, *rest = shape(t)
+        return (kind, *rest)
+
+    assert len({unnamed(A), unnamed(B), unnamed(C), unnamed(D)}) == 4
+    assert unnamed(A) == unnamed(A)
