@@ -128,6 +128,22 @@ describe("against a stack", { skip }, () => {
     await assert.rejects(collect(c.send(sid, "hello")), (e) => e instanceof ApiError && e.code === "session_terminated");
   });
 
+  test("the session log, cancel, and follow from a cursor", async () => {
+    const c = direct();
+    const { session_id: sid } = await c.createSession();
+    const first = c.send(sid, "hello there, what can you do?");
+    const events = await collect(first);
+    const log = [];
+    for await (const ev of c.sessionEvents(sid)) log.push(ev);
+    assert.deepEqual(log.map((e) => e.id), events.map((e) => `${first.messageId}/${e.id}`));
+    assert.ok(log.every((e) => e.messageId === first.messageId));
+    const tail = await collect(c.follow(sid, first.messageId, { lastEventId: events[2].id }));
+    assert.deepEqual(tail.map((e) => e.id), events.slice(3).map((e) => e.id));
+    const cancelled = await c.cancel(sid, first.messageId);
+    assert.equal(cancelled.message_id, first.messageId);
+    assert.equal(cancelled.cancelled, false); // it had already ended
+  });
+
   test("random cuts lose and repeat nothing", async () => {
     // Short chat answers cut within a few hundred bytes (many cycles), then search answers
     // whose big tool results are cut in the middle too.
