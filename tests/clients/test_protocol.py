@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from agentstream_client._core import Request, StreamState
+from agentstream_client.errors import ApiError, ConnectionLost
 from agentstream_client.reconcile import Reconciler
 from agentstream_client.sse import Parser
 
@@ -86,3 +89,31 @@ def test_a_repeated_event_is_not_delivered_twice():
     r = Reconciler()
     feed(r, "1-0", "token")
     assert feed(r, "1-0", "token")[0] == []
+
+
+def state() -> StreamState:
+    first = Request("GET", "/v1/agents/sessions/ses_a/messages/msg_a/events", None, {})
+    return StreamState("ses_a", first, "msg_a", None, max_retries=3, on_reset=None, on_connection=None)
+
+
+def test_the_backoff_honours_retry_and_retry_after_and_gives_up_after_max_retries():
+    st = state()
+    st.opened(200, {})
+    st.chunk(b"retry: 40\nid: 1-0\nevent: token\ndata: {\"content\":\"a\"}\n\n")
+    assert st.retry_ms == 40 and st.last_event_id == "1-0"
+    assert st.lost(None) == 0.04  # the server's retry: after a cut
+    body = b'{"status":503,"error":{"message":"busy","type":"ServiceUnavailableError","code":"draining"}}'
+    assert st.failed_status(503, body, {"retry-after": "3"}) == 3.0  # Retry-After wins when longer
+    assert st.request().headers["Last-Event-ID"] == "1-0"
+    st.lost(None)
+    with pytest.raises(ConnectionLost):
+        st.lost(None)  # the fourth failed attempt in a row
+
+
+def test_a_non_retryable_answer_raises_the_api_error():
+    body = b'{"status":404,"error":{"message":"Message not found","type":"NotFoundError","code":"message_not_found","details":{"message_id":"msg_a"}}}'
+    with pytest.raises(ApiError) as info:
+        state().failed_status(404, body, {})
+    err = info.value
+    assert (err.status, err.code, err.type, err.message, err.details) == (
+        404, "message_not_found", "NotFoundError", "Message not found", {"message_id": "msg_a"})
