@@ -58,6 +58,16 @@ def test_stream_false_and_follow_from_a_cursor(client):
     assert list(done) == [] and done.result is None  # 204: nothing left
 
 
+def test_the_session_log_and_cancel(client):
+    sid = client.create_session()["session_id"]
+    stream = client.send(sid, "hello there, what can you do?")
+    events = list(stream)
+    log = list(client.session_events(sid))
+    assert [e.id for e in log] == [f"{stream.message_id}/{e.id}" for e in events]
+    assert [type(e.event) for e in log] == [type(e.event) for e in events]
+    assert client.cancel(sid, stream.message_id or "")["cancelled"] is False  # it had ended
+
+
 def test_session_operations(client):
     s = client.create_session({"agent_config": {}})
     sid = s["session_id"]
@@ -92,5 +102,6 @@ def test_async_client(faulty: Faulty, tenant):
             types = [e.type async for e in stream]
             assert types[-1] == "done" and isinstance(stream.result, Done)
             assert (await c.send_and_wait(sid, "hello again"))["status"] == "completed"
+            assert [e.type async for e in c.session_events(sid)][-1] == "done"
 
     asyncio.run(main())

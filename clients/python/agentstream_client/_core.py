@@ -214,3 +214,54 @@ def send_request(content: str, idempotency_key: str | None, stream: bool = True,
     headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex,
                "Accept": "text/event-stream" if stream else "application/json"}
     return Request("POST", f"{SESSIONS}/{session_id}/messages", body, headers)
+
+
+class SessionLogState:
+    """The resume state of a session's log (``GET .../events``: every event of every message,
+    ids ``<message_id>/<entry id>``): one reconciler per message. The log ends once every
+    message was delivered; a break before that is resumed with ``Last-Event-ID``."""
+
+    def __init__(self, session_id: str, last_event_id: str | None, max_retries: int,
+                 on_reset: Callable[[StreamEvent], None] | None) -> None:
+        self.path = f"{SESSIONS}/{session_id}/events"
+        self.last_event_id = last_event_id
+        self.max_retries = max_retries
+        self.on_reset = on_reset
+        self.retry_ms = DEFAULT_RETRY_MS
+        self.failures = 0
+        self._messages: dict[str, Reconciler] = {}
+        self._parser = Parser()
+
+    def headers(self) -> dict[str, str]:
+        h = {"Accept": "text/event-stream"}
+        if self.last_event_id:
+            h["Last-Event-ID"] = self.last_event_id
+        return h
+
+    def opened(self) -> None:
+        self.failures = 0
+        self._parser = Parser()
+
+    def next_delay(self, cause: BaseException | None, retry_after: float | None) -> float:
+        self.failures += 1
+        if self.failures > self.max_retries:
+            raise ConnectionLost(f"gave up after {self.max_retries} attempts in a row") from cause
+        delay: float = self.retry_ms / 1000 * (2 ** (self.failures - 1))
+        return min(max(delay, retry_after or 0.0), max(MAX_DELAY_S, retry_after or 0.0))
+
+    def chunk(self, data: bytes) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for frame in self._parser.feed(data):
+            if frame.id is None:
+                continue
+            self.last_event_id = frame.id
+            rec = self._messages.setdefault(frame.id.partition("/")[0], Reconciler())
+            deliveries, _ = rec.feed(frame.id, frame.event, frame.data.encode(), False)
+            for d in deliveries:
+                ev = StreamState._typed(d)
+                if ev.type == "reset" and self.on_reset is not None:
+                    self.on_reset(ev)
+                out.append(ev)
+        if self._parser.retry_ms is not None:
+            self.retry_ms = self._parser.retry_ms
+        return out

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from agentstream_client import _core
-from agentstream_client._core import SESSIONS, Request, StreamEvent, StreamState
-from agentstream_client.errors import ConnectionLost, StreamNotEnded
+from agentstream_client._core import SESSIONS, Request, SessionLogState, StreamEvent, StreamState
+from agentstream_client.errors import ApiError, ConnectionLost, StreamNotEnded
 from agentstream_client.events import AnyEvent
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=60.0)  # read: above the server's heartbeat interval
@@ -200,6 +200,29 @@ class AsyncAgentStream:
         first = Request("GET", _core.events_path(session_id, message_id), None, {})
         return AsyncMessageStream(self, StreamState(session_id, first, message_id, last_event_id, self.max_retries,
                                                on_reset, on_connection))
+
+    async def session_events(self, session_id: str, *, last_event_id: str | None = None,
+                             on_reset: Callable[[StreamEvent], None] | None = None
+                             ) -> AsyncIterator[StreamEvent]:
+        """The session's log: every event of every message (ids ``<message_id>/<entry id>``),
+        resumed across connections until every message was delivered."""
+        st = SessionLogState(session_id, last_event_id, self.max_retries, on_reset)
+        while True:
+            try:
+                async with self.http.stream("GET", st.path, headers=st.headers()) as resp:
+                    if resp.status_code == 200:
+                        st.opened()
+                        async for data in resp.aiter_raw():
+                            for ev in st.chunk(data):
+                                yield ev
+                        return  # the log ended: every message was delivered
+                    err = ApiError.from_response(resp.status_code, await resp.aread(), dict(resp.headers))
+                    if resp.status_code not in _core.RETRYABLE_STATUS:
+                        raise err
+                    delay = st.next_delay(err, _core.retry_after_s(resp.headers))
+            except httpx.TransportError as exc:
+                delay = st.next_delay(exc, None)
+            await asyncio.sleep(delay)
 
     def respond_to_confirmation(self, session_id: str, confirmation_id: str, approved: bool, *,
                                 paused_at: str | None = None, **body: Any) -> AsyncMessageStream:

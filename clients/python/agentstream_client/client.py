@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from agentstream_client import _core
-from agentstream_client._core import SESSIONS, Request, StreamEvent, StreamState
+from agentstream_client._core import SESSIONS, Request, SessionLogState, StreamEvent, StreamState
 from agentstream_client.errors import ApiError, ConnectionLost, StreamNotEnded
 from agentstream_client.events import AnyEvent
 
@@ -195,6 +195,27 @@ class AgentStream:
         first = Request("GET", _core.events_path(session_id, message_id), None, {})
         return MessageStream(self, StreamState(session_id, first, message_id, last_event_id, self.max_retries,
                                                on_reset, on_connection))
+
+    def session_events(self, session_id: str, *, last_event_id: str | None = None,
+                       on_reset: Callable[[StreamEvent], None] | None = None) -> Iterator[StreamEvent]:
+        """The session's log: every event of every message (ids ``<message_id>/<entry id>``),
+        resumed across connections until every message was delivered."""
+        st = SessionLogState(session_id, last_event_id, self.max_retries, on_reset)
+        while True:
+            try:
+                with self.http.stream("GET", st.path, headers=st.headers()) as resp:
+                    if resp.status_code == 200:
+                        st.opened()
+                        for data in resp.iter_raw():
+                            yield from st.chunk(data)
+                        return  # the log ended: every message was delivered
+                    err = ApiError.from_response(resp.status_code, resp.read(), dict(resp.headers))
+                    if resp.status_code not in _core.RETRYABLE_STATUS:
+                        raise err
+                    delay = st.next_delay(err, _core.retry_after_s(resp.headers))
+            except httpx.TransportError as exc:
+                delay = st.next_delay(exc, None)
+            time.sleep(delay)
 
     def respond_to_confirmation(self, session_id: str, confirmation_id: str, approved: bool, *,
                                 paused_at: str | None = None, **body: Any) -> MessageStream:
