@@ -36,9 +36,11 @@ _METHODS = frozenset({b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD", b"O
 class _Conn:
     """How the response to the current request on one connection ends."""
 
-    __slots__ = ("at", "cut", "drop", "seen", "sent")
+    __slots__ = ("at", "cut", "drop", "match", "port", "seen", "sent")
 
     def __init__(self) -> None:
+        self.port = 0  # the upstream this connection goes to
+        self.match = False
         self.cut: tuple[bool, float | int] | None = None  # (inside the headers?, where)
         self.drop = False
         self.sent = 0
@@ -66,6 +68,7 @@ class CuttingProxy:
         self.port = 0
         self.control_port = 0
         self.last_upstream = 0  # the gateway the newest connection went to
+        self.last_stream_upstream = 0  # the gateway serving the newest request that cut_when matched
         self._next = 0
         self._drops = 0
         self._open: set[asyncio.StreamWriter] = set()
@@ -163,6 +166,9 @@ class CuttingProxy:
                 self.counters["no_upstream"] += 1
                 return
             ur, uw = upstream
+            state.port = self.last_upstream
+            if state.match:
+                self.last_stream_upstream = state.port
             uw.write(head)
             pump = asyncio.create_task(self._pump_up(cr, uw, state))
             try:
@@ -179,7 +185,9 @@ class CuttingProxy:
     def _arm(self, state: _Conn, head: bytes) -> None:
         """A new request on the connection (a kept-alive one too): decide how its response ends."""
         self.counters["requests"] += 1
-        match = self.cut_when(head)
+        match = state.match = self.cut_when(head)
+        if match and state.port:
+            self.last_stream_upstream = state.port  # a new request on a kept-alive connection
         state.drop = match and self._drops > 0
         if state.drop:
             self._drops -= 1

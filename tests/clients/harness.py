@@ -72,9 +72,10 @@ class Faulty:
         return self.gateways()[0].url
 
     def kill_gateway(self, port: int | None = None) -> int:
-        """SIGKILL the gateway on ``port`` (default: the one the proxy used last), start another."""
+        """SIGKILL the gateway on ``port`` (default: the one serving the newest message stream
+        through the proxy), start another."""
         with self.lock:
-            port = port or self.proxy.last_upstream
+            port = port or self.proxy.last_stream_upstream
             victim = next(p for p in self.gateways() if p.port == port)
             self.stack.stop_proc(victim, signal.SIGKILL)
             fresh = self.stack.start_gateway(**self.env)
