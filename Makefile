@@ -5,15 +5,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-faults test-browser lint typecheck bench clean
+.PHONY: help run test test-faults test-browser lint typecheck bench clients clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,otel]'
+	$(BIN)/python -m pip install -q -e clients/python
 	@touch $(STAMP)
 
 run: $(STAMP) ## start the service on 127.0.0.1:8000 with an embedded Redis (Ctrl-C stops it)
@@ -26,12 +27,16 @@ test-faults: $(STAMP) ## run only the fault-injection suite
 	$(BIN)/python -m pytest -m faults
 
 lint: $(STAMP) ## ruff, mypy and the import layers contract
-	$(BIN)/ruff check cli shared gateway worker dataplane intent tests bench
+	$(BIN)/ruff check cli shared gateway worker dataplane intent tests bench clients/python
 	$(BIN)/mypy
+	$(BIN)/mypy --disallow-untyped-defs clients/python/agentstream_client
 	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP) ## benchmark against the naive baseline and the in-memory ceiling (QUICK=1: < 2 min)
 	$(BIN)/agentstream bench $(if $(QUICK),--quick,)
 
+clients: $(STAMP) ## build the Python client's wheel into dist/ (the JavaScript client is clients/js/agentstream.js)
+	$(BIN)/python -m pip wheel -q --no-deps -w dist clients/python
+
 clean: ## remove the venv, data and caches
-	rm -rf $(VENV) .data bench/results/latest.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data dist bench/results/latest.json .pytest_cache .mypy_cache .ruff_cache

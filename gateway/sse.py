@@ -3,6 +3,14 @@
 Safe by construction against forged events: ``id`` and ``event`` may not hold CR, LF or NUL
 (they would end the field and start another), and ``data`` is split on every line break the
 SSE grammar knows (CRLF, CR, LF) into separate ``data:`` lines, with NUL removed.
+
+No block on the wire is field-less: ``retry:`` and comments (heartbeats, closing notes) are lines
+that do not end a block, so they join the block of the event that follows (``retry:`` travels
+inside the first event's block). A blank line after them would dispatch an empty block, which
+real clients mishandle: ``requests-sse`` copies the id of an event cut in half into its last
+event id and skips that event on the next reconnect; ``httpx-sse`` hands the application an
+event with empty data (issue 15, finding 10). At the end of a response an unfinished block is
+discarded by every parser, while a ``retry:`` in it has already taken effect.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ HEADERS = {
     "Connection": "keep-alive",
 }
 
-HEARTBEAT = b": keep-alive\n\n"
+HEARTBEAT = b": keep-alive\n"  # a comment line: never ends a block
 
 
 class FramingError(ValueError):
@@ -56,9 +64,11 @@ def frame_entry(event_id: bytes, event: bytes, data: bytes) -> bytes:
 
 
 def retry(ms: int) -> bytes:
-    return b"retry: " + str(int(ms)).encode() + b"\n\n"
+    """The reconnection hint as a field line of the next event's block (no blank line)."""
+    return b"retry: " + str(int(ms)).encode() + b"\n"
 
 
 def comment(text: str) -> bytes:
+    """A comment line; like ``retry``, it does not end a block."""
     clean = _LINE_BREAK.sub(b" ", text.encode()).replace(b"\x00", b"")
-    return b": " + clean + b"\n\n"
+    return b": " + clean + b"\n"

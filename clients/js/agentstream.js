@@ -1,86 +1,264 @@
-// PLACEHOLDER for contract B (written by `console` so the web console can be tested on its
-// branch). The `clients` engineer owns clients/js/agentstream.js: at merge their file replaces
-// this one. Same API: one ES module, no dependencies, browsers and Node >= 18.
-
-export class ApiError extends Error {
-  constructor(status, body) {
-    const err = (body && body.error) || {};
-    super(err.message || `HTTP ${status}`);
-    this.name = "ApiError";
-    this.status = status;
-    this.code = err.code ?? null;
-    this.details = err.details ?? null;
-  }
-}
+// agentstream.js: a client for agentstream's agent-sessions API that resumes by itself.
+// One ES module, no dependencies: fetch + a streaming SSE parser; browsers and Node >= 18.
+//
+// Every send carries an Idempotency-Key, so a retried POST after a lost response returns the
+// same message. A stream that breaks (network error, or an end before the terminal event) is
+// resumed at the message's events URL with Last-Event-ID, after the server's `retry:` hint
+// (doubling while nothing gets through) or its Retry-After. `reset` events are applied for the
+// application: it sees every kept event exactly once, in order, and gets a "reset" event that
+// names the events to discard (`retracted`) after onReset(reset) was called.
 
 const TERMINAL = new Set(["done", "error"]);
-const PAUSE = new Set(["confirmation_required"]);
+const PAUSE = new Set(["confirmation_required"]); // the answer waits for the user; the response ends
+const RETRYABLE = new Set([429, 502, 503, 504]);
+const DEFAULT_RETRY_MS = 2000;
+const MAX_DELAY_MS = 30000;
+const SESSIONS = "/v1/agents/sessions";
 
-function cmpId(a, b) {
-  // "<ms>-<seq>" (or "<msg>/<ms>-<seq>"): compared as numbers, never as strings
-  const pa = String(a).split("/").pop().split("-").map(Number);
-  const pb = String(b).split("/").pop().split("-").map(Number);
-  return pa[0] - pb[0] || pa[1] - pb[1];
-}
+/** An answer in the API's error shape: {status, error: {message, type, code, details}}. */
+export class ApiError extends Error {
+  constructor(status, message, { code = null, type = null, details = {}, headers = {} } = {}) {
+    super(`${status} ${code || type || "error"}: ${message}`);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.type = type;
+    this.details = details || {};
+    this.headers = headers;
+  }
 
-async function* sseFrames(body, signal) {
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
-  let buf = "";
-  try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buf += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
-      let end;
-      while ((end = buf.indexOf("\n\n")) >= 0) {
-        const block = buf.slice(0, end);
-        buf = buf.slice(end + 2);
-        const frame = { id: null, event: "message", data: [], retry: null };
-        let any = false;
-        for (const line of block.split("\n")) {
-          if (!line || line.startsWith(":")) continue;
-          const i = line.indexOf(":");
-          const field = i < 0 ? line : line.slice(0, i);
-          let v = i < 0 ? "" : line.slice(i + 1);
-          if (v.startsWith(" ")) v = v.slice(1);
-          if (field === "data") { frame.data.push(v); any = true; }
-          else if (field === "event") frame.event = v;
-          else if (field === "id") frame.id = v;
-          else if (field === "retry" && /^\d+$/.test(v)) frame.retry = Number(v);
-        }
-        if (any || frame.retry !== null) yield frame;
-      }
+  static async fromResponse(res) {
+    const text = await res.text().catch(() => "");
+    const headers = Object.fromEntries(res.headers.entries());
+    try {
+      const err = JSON.parse(text).error;
+      return new ApiError(res.status, String(err.message ?? ""), {
+        code: err.code ?? null, type: err.type ?? null, details: err.details ?? {}, headers });
+    } catch {
+      return new ApiError(res.status, text.slice(0, 200) || `HTTP ${res.status}`, { headers });
     }
-  } finally {
-    try { await reader.cancel(); } catch { /* already closed */ }
-    if (signal && signal.aborted) return;
   }
 }
 
-const sleep = (ms, signal) => new Promise((resolve) => {
-  const t = setTimeout(resolve, ms);
-  if (signal) signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+/** The stream could not be resumed within maxRetries attempts in a row. */
+export class ConnectionLost extends Error {
+  constructor(message, cause) {
+    super(message, { cause });
+    this.name = "ConnectionLost";
+  }
+}
+
+/** A stream entry id as [ms, seq] BigInts (`<ms>-<seq>`, or `<message_id>/<ms>-<seq>`). */
+export function parseId(raw) {
+  const tail = String(raw).slice(String(raw).lastIndexOf("/") + 1);
+  const [ms, seq = "0"] = tail.split("-");
+  try {
+    return [BigInt(ms), BigInt(seq)];
+  } catch {
+    return [0n, 0n];
+  }
+}
+
+export function compareIds(a, b) {
+  const [x, y] = [parseId(a), parseId(b)];
+  if (x[0] !== y[0]) return x[0] < y[0] ? -1 : 1;
+  if (x[1] !== y[1]) return x[1] < y[1] ? -1 : 1;
+  return 0;
+}
+
+/**
+ * Incremental text/event-stream parser (WHATWG rules). One per response: a block cut by a
+ * dropped connection is discarded with it, never carried into the next response. `retry:` is
+ * applied as soon as its line arrives; comment lines never end a block.
+ */
+export class SSEParser {
+  constructor() {
+    this.buf = "";
+    this.retryMs = null;
+    this._reset();
+  }
+
+  _reset() {
+    this.id = null;
+    this.event = "";
+    this.data = null;
+  }
+
+  feed(text) {
+    this.buf += text;
+    const out = [];
+    let pos = 0;
+    for (;;) {
+      const cr = this.buf.indexOf("\r", pos);
+      const lf = this.buf.indexOf("\n", pos);
+      if (cr < 0 && lf < 0) break;
+      let end, next;
+      if (cr >= 0 && (lf < 0 || cr < lf)) {
+        if (cr === this.buf.length - 1) break; // maybe the first half of CRLF
+        end = cr;
+        next = this.buf[cr + 1] === "\n" ? cr + 2 : cr + 1;
+      } else {
+        end = lf;
+        next = lf + 1;
+      }
+      const frame = this._line(this.buf.slice(pos, end));
+      if (frame) out.push(frame);
+      pos = next;
+    }
+    this.buf = this.buf.slice(pos);
+    return out;
+  }
+
+  _line(line) {
+    if (line === "") {
+      const frame = this.data === null ? null : { id: this.id, event: this.event || "message", data: this.data };
+      this._reset();
+      return frame;
+    }
+    if (line[0] === ":") return null;
+    const colon = line.indexOf(":");
+    const name = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value[0] === " ") value = value.slice(1);
+    if (name === "data") this.data = this.data === null ? value : `${this.data}\n${value}`;
+    else if (name === "event") this.event = value;
+    else if (name === "id" && !value.includes("\0")) this.id = value;
+    else if (name === "retry" && /^[0-9]+$/.test(value)) this.retryMs = Number(value);
+    return null;
+  }
+}
+
+/**
+ * Applies `reset` events for the application (pure). After every step, the events it holds
+ * equal what a reader of the events URL from the start would keep.
+ * - reason "retry": the events delivered after `discard_after` are retracted at once.
+ * - any other reason: what follows is the stream as the server now holds it; it is walked
+ *   against what was delivered (same id and type: not delivered again); at the first
+ *   difference the rest of what was held is retracted. "stream_expired" on a resumed
+ *   connection names only what follows the cursor: the caller restarts from the start.
+ */
+export class Reconciler {
+  constructor() {
+    this.held = []; // [id, type] of kept events
+    this.replay = null;
+    this.pending = null;
+    this.last = null;
+    this.ended = null;
+  }
+
+  feed(id, type, data, fromStart) {
+    if (type === "reset") return this._reset({ id, type, data }, fromStart);
+    const out = [];
+    if (this.replay !== null) {
+      const h = this.held[this.replay];
+      if (h && h[0] === id && h[1] === type) {
+        this.replay += 1;
+        if (TERMINAL.has(type) || PAUSE.has(type)) {
+          out.push(this._resolve());
+          this.ended = type;
+        }
+        return { out, restart: false };
+      }
+      out.push(this._resolve());
+    }
+    if (this.last !== null && compareIds(id, this.last) <= 0) return { out, restart: false };
+    this.last = id;
+    this.held.push([id, type]);
+    out.push({ id, type, data, retracted: [] });
+    if (TERMINAL.has(type) || PAUSE.has(type)) this.ended = type;
+    return { out, restart: false };
+  }
+
+  _reset(reset, fromStart) {
+    const body = reset.data || {};
+    if (body.reason === "retry") {
+      const keep = typeof body.discard_after === "string" ? body.discard_after : "0-0";
+      const kept = this.held.filter((h) => compareIds(h[0], keep) <= 0);
+      const retracted = this.held.slice(kept.length).map((h) => h[0]);
+      this.held = kept;
+      this.last = reset.id;
+      if (this.replay !== null) this.replay = Math.min(this.replay, kept.length);
+      return { out: [{ ...reset, retracted }], restart: false };
+    }
+    this.replay = 0;
+    this.pending = reset;
+    this.last = null;
+    return { out: [], restart: body.reason === "stream_expired" && !fromStart };
+  }
+
+  _resolve() {
+    const retracted = this.held.slice(this.replay).map((h) => h[0]);
+    this.held = this.held.slice(0, this.replay);
+    if (this.held.length) this.last = this.held[this.held.length - 1][0];
+    const pending = this.pending;
+    this.replay = this.pending = null;
+    return { ...pending, retracted };
+  }
+}
+
+const sleep = (ms, signal) => new Promise((resolve, reject) => {
+  if (signal?.aborted) return reject(signal.reason);
+  const t = setTimeout(() => { signal?.removeEventListener("abort", onAbort); resolve(); }, ms);
+  const onAbort = () => { clearTimeout(t); reject(signal.reason); };
+  signal?.addEventListener("abort", onAbort, { once: true });
 });
 
+function retryAfterMs(headers) {
+  const raw = headers.get("retry-after");
+  if (raw === null) return null;
+  const s = Number(raw);
+  return Number.isFinite(s) && s >= 0 ? s * 1000 : null;
+}
+
+function randomKey() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+}
+
+class Restart extends Error {}
+
+/**
+ * The events of one message, resumed across connections until its terminal event: an async
+ * iterable of {id, type, data, receivedAt} (plus `retracted` on a "reset", and events of type
+ * "connection" {state, attempt} while it reconnects). `result` resolves to the terminal event
+ * (or the confirmation_required the answer paused on).
+ */
 export class MessageStream {
-  constructor(client, { open, sessionId, messageId = null, lastEventId = null, signal, onReset, session = false }) {
+  constructor(client, { sessionId, first, messageId = null, lastEventId = null, signal, onReset, streamToken }) {
     this._client = client;
-    this._open = open; // (lastEventId, signal) -> Promise<Response>
     this.sessionId = sessionId;
+    this._first = first;
     this.messageId = messageId;
     this.lastEventId = lastEventId;
+    this.idempotencyKey = first.headers?.["Idempotency-Key"] ?? null;
+    this.streamToken = streamToken ?? null;
+    this.connections = 0;
     this._onReset = onReset;
-    this._session = session;
-    this._ctl = new AbortController();
-    if (signal) signal.addEventListener("abort", () => this._ctl.abort(), { once: true });
-    this._delivered = [];
+    this._signal = signal;
+    this._abort = new AbortController();
     this._started = false;
-    this.result = new Promise((resolve, reject) => { this._resolve = resolve; this._reject = reject; });
-    this.result.catch(() => {});
+    this._retryMs = DEFAULT_RETRY_MS;
+    this._failures = 0;
+    this._reconcile = new Reconciler();
+    this._result = new Promise((resolve, reject) => { this._resolve = resolve; this._reject = reject; });
+    this._result.catch(() => {}); // a caller that only iterates must not see an unhandled rejection
   }
 
-  close() { this._ctl.abort(); }
+  /** Promise of the terminal event; reading it without iterating drains the stream. */
+  get result() {
+    if (!this._started) this._drain();
+    return this._result;
+  }
+
+  close() {
+    this._abort.abort(new DOMException("closed", "AbortError"));
+  }
+
+  async _drain() {
+    try {
+      for await (const _ of this) { /* events dropped: the caller wants the result only */ }
+    } catch { /* already passed to the result promise */ }
+  }
 
   [Symbol.asyncIterator]() {
     if (this._started) throw new Error("a MessageStream can be iterated once");
@@ -89,212 +267,297 @@ export class MessageStream {
   }
 
   async *_run() {
-    const c = this._client;
-    let retryMs = 1000;
-    let attempt = 0;
-    let first = true;
     try {
-      while (!this._ctl.signal.aborted) {
-        let resp;
+      let finished = false;
+      while (!finished) {
+        if (this._signal?.aborted) throw this._signal.reason;
+        if (this._abort.signal.aborted) return;
+        let delay = null;
+        const conn = new AbortController();
+        const onAbort = () => conn.abort();
+        this._signal?.addEventListener("abort", onAbort, { once: true });
+        this._abort.signal.addEventListener("abort", onAbort, { once: true });
         try {
-          resp = await this._open(this.lastEventId, this._ctl.signal, first);
-        } catch (e) {
-          if (this._ctl.signal.aborted) return;
-          if (e instanceof ApiError && !(e.status === 503 || e.status === 429)) throw e;
-          resp = null;
-        }
-        if (resp) {
-          first = false;
-          if (!this.messageId) this.messageId = resp.headers.get("X-Message-Id");
-          // Contract A: a stream token, when the server gives one, authorises the reconnects.
-          this.streamToken = resp.headers.get("X-Stream-Token") || this.streamToken || null;
-          if (resp.status === 204) { this._resolve(null); return; }
-          if (attempt > 0) yield this._mk("connection", { state: "open", attempt });
-          attempt = 0;
-          let ended = false;
-          try {
-            for await (const f of sseFrames(resp.body, this._ctl.signal)) {
-              if (f.retry !== null) retryMs = f.retry;
-              if (!f.data.length) continue;
-              let data;
-              try { data = JSON.parse(f.data.join("\n")); } catch { data = f.data.join("\n"); }
-              if (f.event === "reset") {
-                const from = data.discard_after || data.replay_from || "0-0";
-                const retracted = this._delivered.filter((id) => cmpId(id, from) > 0);
-                this._delivered = this._delivered.filter((id) => cmpId(id, from) <= 0);
-                if (this._onReset) this._onReset(data);
-                this.lastEventId = this._delivered.length ? this._delivered[this._delivered.length - 1] : null;
-                yield this._mk("reset", data, f.id, retracted);
-                continue;
-              }
-              if (f.id) {
-                if (this.lastEventId && cmpId(f.id, this.lastEventId) <= 0) continue; // already delivered
-                this.lastEventId = f.id;
-                this._delivered.push(f.id);
-              }
-              const ev = this._mk(f.event, data, f.id);
-              yield ev;
-              if (!this._session && (TERMINAL.has(f.event) || PAUSE.has(f.event))) {
-                ended = true;
-                this._resolve(ev);
-                return;
-              }
-            }
-            if (this._session) { this._resolve(null); return; }
-          } catch (e) {
-            if (this._ctl.signal.aborted) return;
-            if (e instanceof ApiError) throw e;
+          const { url, init, fromStart } = this._request(conn.signal);
+          const res = await this._client._fetch(url, init);
+          this.connections += 1;
+          const mid = res.headers.get("x-message-id");
+          if (!this.messageId && mid) this.messageId = mid;
+          const token = res.headers.get("x-stream-token");
+          if (token) this.streamToken = token;
+          if (res.status === 204) {
+            finished = true;
+            this._resolve(null);
+            return;
           }
-          if (ended) return;
+          if (res.status === 401 && this._usesToken && this._client.apiKey) {
+            this.streamToken = null; // an expired stream token: fall back to the API key
+            continue;
+          }
+          if (res.status !== 200) {
+            const err = await ApiError.fromResponse(res);
+            if (!RETRYABLE.has(res.status)) throw err;
+            delay = this._nextDelay(err, retryAfterMs(res.headers));
+          } else {
+            // An open stream is progress, as for an EventSource: the backoff starts again. A
+            // stream cut before its first event then retries at the server's pace, not ever slower.
+            this._failures = 0;
+            yield { id: null, type: "connection", data: { state: "open", attempt: this.connections }, receivedAt: Date.now() };
+            const parser = new SSEParser();
+            const decoder = new TextDecoder();
+            const reader = res.body.getReader();
+            try {
+              for (;;) {
+                const { value, done } = await reader.read();
+                if (done) break;
+                for (const frame of parser.feed(decoder.decode(value, { stream: true }))) {
+                  if (parser.retryMs !== null) this._retryMs = parser.retryMs;
+                  if (frame.id === null) continue;
+                  this.lastEventId = frame.id;
+                  let data;
+                  try { data = JSON.parse(frame.data); } catch { data = frame.data; }
+                  const { out, restart } = this._reconcile.feed(frame.id, frame.event, data, fromStart);
+                  this._failures = 0;
+                  for (const ev of out) {
+                    const event = { id: ev.id, type: ev.type, data: ev.data, receivedAt: Date.now() };
+                    if (ev.type === "reset") {
+                      event.retracted = ev.retracted;
+                      if (this._onReset) this._onReset(event);
+                    }
+                    if (TERMINAL.has(ev.type) || PAUSE.has(ev.type)) this._terminal = event;
+                    yield event;
+                  }
+                  if (this._reconcile.ended !== null) {
+                    finished = true;
+                    this._resolve(this._terminal ?? { id: frame.id, type: frame.event, data, receivedAt: Date.now() });
+                    return;
+                  }
+                  if (restart) {
+                    this.lastEventId = null;
+                    throw new Restart();
+                  }
+                }
+                if (parser.retryMs !== null) this._retryMs = parser.retryMs;
+              }
+            } finally {
+              reader.cancel().catch(() => {});
+            }
+            delay = this._nextDelay(null, null); // ended before the terminal event
+          }
+        } catch (err) {
+          if (err instanceof Restart) continue;
+          if (this._signal?.aborted) throw this._signal.reason ?? err;
+          if (this._abort.signal.aborted) return;
+          if (err instanceof ApiError || err instanceof ConnectionLost) throw err;
+          delay = this._nextDelay(err, null); // a network error (fetch and body reads throw TypeError)
+        } finally {
+          conn.abort();
+          this._signal?.removeEventListener("abort", onAbort);
+          this._abort.signal.removeEventListener("abort", onAbort);
         }
-        attempt += 1;
-        if (attempt > c.maxRetries) throw new Error(`gave up after ${c.maxRetries} reconnects`);
-        yield this._mk("connection", { state: "reconnecting", attempt });
-        await sleep(Math.min(retryMs * 2 ** (attempt - 1), 30000), this._ctl.signal);
+        yield { id: null, type: "connection", data: { state: "reconnecting", attempt: this._failures }, receivedAt: Date.now() };
+        await sleep(delay, this._signal);
       }
-    } catch (e) {
-      this._reject(e);
-      throw e;
+    } catch (err) {
+      this._reject(err);
+      throw err;
     } finally {
-      this._ctl.abort();
+      this._reject(new Error("the stream was closed before its terminal event"));
     }
   }
 
-  _mk(type, data, id = null, retracted) {
-    const ev = { id, type, data, receivedAt: Date.now() };
-    if (retracted) ev.retracted = retracted;
-    return ev;
+  _request(signal) {
+    const c = this._client;
+    const fromStart = !this.lastEventId || this.lastEventId === "0-0";
+    if (!this.messageId) {
+      const f = this._first;
+      const headers = { ...c._headers(), ...f.headers };
+      if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
+      this._usesToken = false;
+      return { url: c.baseUrl + f.path, init: { method: f.method, headers, body: f.body, signal }, fromStart };
+    }
+    let path = `${SESSIONS}/${encodeURIComponent(this.sessionId)}/messages/${encodeURIComponent(this.messageId)}/events`;
+    const headers = { Accept: "text/event-stream" };
+    this._usesToken = Boolean(this.streamToken);
+    if (this.streamToken) path += `?access_token=${encodeURIComponent(this.streamToken)}`;
+    else Object.assign(headers, c._headers());
+    if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
+    return { url: c.baseUrl + path, init: { method: "GET", headers, signal }, fromStart };
+  }
+
+  _nextDelay(cause, retryAfter) {
+    this._failures += 1;
+    if (this._failures > this._client.maxRetries) {
+      throw new ConnectionLost(`gave up after ${this._client.maxRetries} attempts in a row`, cause);
+    }
+    let delay = this._retryMs * 2 ** (this._failures - 1);
+    if (this._failures > 1) delay *= 1 + Math.random() / 2; // spread a crowd that lost one gateway at once
+    if (retryAfter !== null) delay = Math.max(delay, retryAfter);
+    return Math.min(delay, Math.max(MAX_DELAY_MS, retryAfter ?? 0));
   }
 }
 
+/** A client for one API key (or stream token) and namespace. */
 export class AgentStreamClient {
-  constructor({ baseUrl = "", apiKey, namespace, fetch = globalThis.fetch, maxRetries = 8 } = {}) {
-    this.baseUrl = baseUrl.replace(/\/$/, "");
+  constructor({ baseUrl = "", apiKey, namespace, fetch = globalThis.fetch, maxRetries = 8, streamToken } = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
     this.apiKey = apiKey;
     this.namespace = namespace;
-    this._fetch = fetch.bind(globalThis);
     this.maxRetries = maxRetries;
+    this.streamToken = streamToken;
+    this._fetchImpl = fetch;
   }
 
-  _headers(extra = {}) {
-    const h = { ...extra };
+  _fetch(url, init) {
+    return this._fetchImpl.call(globalThis, url, init);
+  }
+
+  _headers() {
+    const h = {};
     if (this.apiKey) h.Authorization = `Bearer ${this.apiKey}`;
     if (this.namespace) h["X-Namespace"] = this.namespace;
     return h;
   }
 
-  async _raw(method, path, { body, headers = {}, signal, streamToken } = {}) {
-    if (streamToken) {
-      // The token names the stream and its namespace: no key goes with this request at all.
+  /** One JSON call. `retry`: also retry network errors (only for calls safe to repeat). */
+  async request(method, path, body, { headers = {}, retry = false, signal } = {}) {
+    let failures = 0;
+    for (;;) {
+      let res;
       try {
-        const resp = await this._fetch(`${this.baseUrl}${path}?access_token=${encodeURIComponent(streamToken)}`,
-          { method, headers: { ...headers }, signal });
-        if (resp.ok) return resp;
-        if (resp.status !== 401) throw new ApiError(resp.status, await resp.json().catch(() => null));
-      } catch (e) {
-        if (e instanceof ApiError || (signal && signal.aborted)) throw e;
-      }
-      // expired (or refused) token: fall back to the key in the Authorization header
-    }
-    const init = { method, headers: this._headers(headers), signal };
-    if (body !== undefined) {
-      init.body = JSON.stringify(body);
-      init.headers["Content-Type"] = "application/json";
-    }
-    const resp = await this._fetch(this.baseUrl + path, init);
-    if (!resp.ok) {
-      let parsed = null;
-      try { parsed = await resp.json(); } catch { /* not JSON */ }
-      throw new ApiError(resp.status, parsed);
-    }
-    return resp;
-  }
-
-  async request(method, path, body) {
-    const resp = await this._raw(method, path, { body });
-    const text = await resp.text();
-    return text ? JSON.parse(text) : null;
-  }
-
-  createSession(body) { return this.request("POST", "/v1/agents/sessions", body); }
-  getSession(id) { return this.request("GET", `/v1/agents/sessions/${encodeURIComponent(id)}`); }
-  listSessions(body = {}) { return this.request("POST", "/v1/agents/sessions/list", body); }
-  updateSession(id, body) { return this.request("PATCH", `/v1/agents/sessions/${encodeURIComponent(id)}`, body); }
-  deleteSession(id) { return this.request("DELETE", `/v1/agents/sessions/${encodeURIComponent(id)}`); }
-  getHistory(id) { return this.request("GET", `/v1/agents/sessions/${encodeURIComponent(id)}/history`); }
-
-  _eventsPath(sessionId, messageId) {
-    return `/v1/agents/sessions/${encodeURIComponent(sessionId)}/messages/${encodeURIComponent(messageId)}/events`;
-  }
-
-  send(sessionId, content, { idempotencyKey, signal, onReset } = {}) {
-    const key = idempotencyKey || (globalThis.crypto?.randomUUID?.() ?? String(Math.random()).slice(2));
-    const stream = new MessageStream(this, {
-      sessionId, signal, onReset,
-      open: (lastEventId, sig, first) => {
-        if (first || !stream.messageId) {
-          const headers = { "Idempotency-Key": key, Accept: "text/event-stream" };
-          if (lastEventId) headers["Last-Event-ID"] = lastEventId;
-          return this._raw("POST", `/v1/agents/sessions/${encodeURIComponent(sessionId)}/messages`,
-            { body: { content }, headers, signal: sig });
+        res = await this._fetch(this.baseUrl + path, {
+          method,
+          headers: { ...this._headers(), ...(body !== undefined ? { "Content-Type": "application/json" } : {}), ...headers },
+          body: body !== undefined ? JSON.stringify(body) : undefined,
+          signal,
+        });
+      } catch (err) {
+        failures += 1;
+        if (signal?.aborted || !retry || failures > this.maxRetries) {
+          throw signal?.aborted ? err : new ConnectionLost(String(err?.message ?? err), err);
         }
-        const headers = { Accept: "text/event-stream" };
-        if (lastEventId) headers["Last-Event-ID"] = lastEventId;
-        return this._raw("GET", this._eventsPath(sessionId, stream.messageId),
-          { headers, signal: sig, streamToken: stream.streamToken });
-      },
-    });
-    return stream;
+        await sleep(Math.min(200 * 2 ** failures, MAX_DELAY_MS), signal);
+        continue;
+      }
+      const wait = retryAfterMs(res.headers);
+      if ((res.status === 429 || res.status === 503) && wait !== null && failures < this.maxRetries) {
+        failures += 1;
+        await res.body?.cancel().catch(() => {});
+        await sleep(wait, signal);
+        continue;
+      }
+      if (res.status >= 400) throw await ApiError.fromResponse(res);
+      const text = await res.text();
+      return text ? JSON.parse(text) : null;
+    }
   }
 
-  async sendAndWait(sessionId, content, opts = {}) {
-    const headers = opts.idempotencyKey ? { "Idempotency-Key": opts.idempotencyKey } : {};
-    const resp = await this._raw("POST", `/v1/agents/sessions/${encodeURIComponent(sessionId)}/messages`,
-      { body: { content, stream: false }, headers, signal: opts.signal });
-    return resp.json();
+  // sessions
+  createSession(body = { agent_config: {} }) { return this.request("POST", SESSIONS, body); }
+  getSession(id) { return this.request("GET", `${SESSIONS}/${encodeURIComponent(id)}`, undefined, { retry: true }); }
+  listSessions(body = {}) { return this.request("POST", `${SESSIONS}/list`, body, { retry: true }); }
+  updateSession(id, body) { return this.request("PATCH", `${SESSIONS}/${encodeURIComponent(id)}`, body, { retry: true }); }
+  deleteSession(id) { return this.request("DELETE", `${SESSIONS}/${encodeURIComponent(id)}`, undefined, { retry: true }); }
+  getHistory(id) { return this.request("GET", `${SESSIONS}/${encodeURIComponent(id)}/history`, undefined, { retry: true }); }
+  submitFeedback(id, body) { return this.request("POST", `${SESSIONS}/${encodeURIComponent(id)}/feedback`, body); }
+
+  // messages
+  send(sessionId, content, { idempotencyKey, signal, onReset, metadata } = {}) {
+    const body = { content };
+    if (metadata !== undefined) body.metadata = metadata;
+    const first = {
+      method: "POST",
+      path: `${SESSIONS}/${encodeURIComponent(sessionId)}/messages`,
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", "Idempotency-Key": idempotencyKey || randomKey() },
+      body: JSON.stringify(body),
+    };
+    return new MessageStream(this, { sessionId, first, signal, onReset });
   }
 
-  follow(sessionId, messageId, { lastEventId, signal, onReset } = {}) {
-    return new MessageStream(this, {
-      sessionId, messageId, lastEventId: lastEventId || null, signal, onReset,
-      open: (last, sig) => {
-        const headers = { Accept: "text/event-stream" };
-        if (last) headers["Last-Event-ID"] = last;
-        return this._raw("GET", this._eventsPath(sessionId, messageId), { headers, signal: sig });
-      },
-    });
+  /** `stream: false`: the final answer as one JSON object (retried with the same key). */
+  sendAndWait(sessionId, content, { idempotencyKey, signal, metadata } = {}) {
+    const body = { content, stream: false };
+    if (metadata !== undefined) body.metadata = metadata;
+    return this.request("POST", `${SESSIONS}/${encodeURIComponent(sessionId)}/messages`, body, {
+      headers: { "Idempotency-Key": idempotencyKey || randomKey() }, retry: true, signal });
   }
 
-  sessionEvents(sessionId, { lastEventId, signal, onReset } = {}) {
-    return new MessageStream(this, {
-      sessionId, lastEventId: lastEventId || null, signal, onReset, session: true,
-      open: (last, sig) => {
-        const headers = { Accept: "text/event-stream" };
-        if (last) headers["Last-Event-ID"] = last;
-        return this._raw("GET", `/v1/agents/sessions/${encodeURIComponent(sessionId)}/events`, { headers, signal: sig });
-      },
-    });
+  /** The events of a message already sent, from the start or after `lastEventId`. */
+  follow(sessionId, messageId, { lastEventId, signal, onReset, streamToken } = {}) {
+    const first = { method: "GET", path: "", headers: {} };
+    return new MessageStream(this, { sessionId, first, messageId, lastEventId, signal, onReset,
+      streamToken: streamToken ?? this.streamToken });
+  }
+
+  /** The session-wide log (ids `<message_id>/<entry id>`), resumed across connections until it ends. */
+  async *sessionEvents(sessionId, { lastEventId, signal, onReset } = {}) {
+    const recs = new Map();
+    let cursor = lastEventId ?? null;
+    let failures = 0;
+    let retryMs = DEFAULT_RETRY_MS;
+    for (;;) {
+      const headers = { ...this._headers(), Accept: "text/event-stream" };
+      if (cursor) headers["Last-Event-ID"] = cursor;
+      let delay;
+      try {
+        const res = await this._fetch(`${this.baseUrl}${SESSIONS}/${encodeURIComponent(sessionId)}/events`, { headers, signal });
+        if (res.status !== 200) {
+          const err = await ApiError.fromResponse(res);
+          if (!RETRYABLE.has(res.status)) throw err;
+          delay = retryAfterMs(res.headers) ?? retryMs;
+        } else {
+          failures = 0;
+          const parser = new SSEParser();
+          const decoder = new TextDecoder();
+          const reader = res.body.getReader();
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) return; // the log ends once every message of the session was delivered
+            for (const frame of parser.feed(decoder.decode(value, { stream: true }))) {
+              if (parser.retryMs !== null) retryMs = parser.retryMs;
+              if (frame.id === null) continue;
+              cursor = frame.id;
+              failures = 0;
+              const mid = frame.id.slice(0, frame.id.indexOf("/"));
+              if (!recs.has(mid)) recs.set(mid, new Reconciler());
+              let data;
+              try { data = JSON.parse(frame.data); } catch { data = frame.data; }
+              const { out } = recs.get(mid).feed(frame.id, frame.event, data, false);
+              for (const ev of out) {
+                const event = { id: ev.id, type: ev.type, data: ev.data, messageId: mid, receivedAt: Date.now() };
+                if (ev.type === "reset") {
+                  event.retracted = ev.retracted;
+                  if (onReset) onReset(event);
+                }
+                yield event;
+              }
+            }
+          }
+        }
+      } catch (err) {
+        if (signal?.aborted || err instanceof ApiError) throw err;
+        delay = retryMs * 2 ** failures;
+      }
+      failures += 1;
+      if (failures > this.maxRetries) throw new ConnectionLost(`gave up after ${this.maxRetries} attempts in a row`);
+      await sleep(Math.min(delay, MAX_DELAY_MS), signal);
+    }
   }
 
   cancel(sessionId, messageId) {
-    return this.request("POST", `/v1/agents/sessions/${encodeURIComponent(sessionId)}/messages/${encodeURIComponent(messageId)}/cancel`);
+    return this.request("POST", `${SESSIONS}/${encodeURIComponent(sessionId)}/messages/${encodeURIComponent(messageId)}/cancel`,
+      undefined, { retry: true });
   }
 
-  respondToConfirmation(sessionId, confirmationId, body) {
-    // The answer continues the paused message as a new event stream (a MessageStream).
-    const stream = new MessageStream(this, {
-      sessionId,
-      open: (lastEventId, sig, first) => {
-        if (first || !stream.messageId) {
-          return this._raw("POST", `/v1/agents/sessions/${encodeURIComponent(sessionId)}/confirmations/${encodeURIComponent(confirmationId)}`,
-            { body, headers: { Accept: "text/event-stream" }, signal: sig });
-        }
-        const headers = { Accept: "text/event-stream" };
-        if (lastEventId) headers["Last-Event-ID"] = lastEventId;
-        return this._raw("GET", this._eventsPath(sessionId, stream.messageId),
-          { headers, signal: sig, streamToken: stream.streamToken });
-      },
-    });
-    return stream;
+  /** Approve or reject a paused write; the message's continuation streams back. `pausedAt`: the
+   *  confirmation_required event's id, so a reconnect resumes after it. */
+  respondToConfirmation(sessionId, confirmationId, body, { signal, onReset, pausedAt } = {}) {
+    const first = {
+      method: "POST",
+      path: `${SESSIONS}/${encodeURIComponent(sessionId)}/confirmations/${encodeURIComponent(confirmationId)}`,
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify(body),
+    };
+    return new MessageStream(this, { sessionId, first, lastEventId: pausedAt ?? null, signal, onReset });
   }
 }
