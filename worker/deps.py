@@ -30,7 +30,8 @@ class Deps:
 
     def model_for(self, name: str) -> Model:
         if name == BUILTIN_MODEL or not self.settings.anthropic_api_key:
-            return self.models.setdefault(BUILTIN_MODEL, BuiltinModel(self.settings.builtin_token_delay_ms))
+            return self.models.setdefault(BUILTIN_MODEL, BuiltinModel(self.settings.builtin_token_delay_ms,
+                                                                       self.settings.builtin_first_token_delay_ms))
         if name not in self.models:
             from worker.models.anthropic import AnthropicModel  # noqa: PLC0415 - optional provider
 
