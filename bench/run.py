@@ -7,7 +7,10 @@ and the scenarios against them, driven from separate load and producer processes
 2. project: gateway + worker (TTFE), gateway alone (live, throughput, replay);
 3. naive: the naive gateway + arq's default-poll worker (TTFE), the naive gateway alone (rest);
 4. ceiling: the in-memory SSE server (same scenarios);
-5. capacity: a fresh process of each kind.
+5. peer: Vercel's resumable-stream in one Node process (live delivery and throughput only);
+6. capacity: a fresh process of each kind;
+7. end to end (``bench.scenarios.e2e``): C paced conversations against a gateway + worker, the
+   naive pair, the peer and the ceiling, each on a fresh Redis.
 
 Prints the table and writes ``bench/results/latest.json``.
 """
@@ -27,9 +30,9 @@ from typing import Any
 from bench import report
 from bench.context import FULL, QUICK, Ctx
 from bench.fixtures import Fixtures, events_path
-from bench.procs import ROOT, Cluster, Proc, raise_nofile
-from bench.scenarios import capacity, idle, live, replay, ttfe
-from shared import connect, keys
+from bench.procs import ROOT, Cluster, Proc, ensure_peer, raise_nofile, worker_up
+from bench.scenarios import capacity, e2e, idle, live, replay, ttfe
+from shared import connect
 from shared.settings import Settings
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
@@ -37,22 +40,6 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-async def _worker_up(cluster: Cluster, worker: Proc, timeout_s: float = 30) -> None:
-    """A worker is up once its heartbeat (id ``host:pid:...``) is in the workers set."""
-    deadline = time.monotonic() + timeout_s
-    redis = connect.client(cluster.redis_url, max_connections=1)
-    try:
-        while time.monotonic() < deadline:
-            if worker.popen.poll() is not None:
-                raise RuntimeError(f"{worker.name} exited: {worker.log.read_text()[-2000:]}")
-            if any(f":{worker.pid}:" in m.decode() for m in await redis.zrange(keys.WORKERS, 0, -1)):
-                return
-            await asyncio.sleep(0.05)
-    finally:
-        await redis.aclose()
-    raise TimeoutError(f"{worker.name} sent no heartbeat within {timeout_s}s")
 
 
 async def _kind(ctx: Ctx, kind: str, server: Proc, worker: Proc | None, sessions: list[str],
@@ -77,6 +64,7 @@ async def _kind(ctx: Ctx, kind: str, server: Proc, worker: Proc | None, sessions
 async def bench(quick: bool) -> dict[str, Any]:
     counts = QUICK if quick else FULL
     nofile = raise_nofile()
+    ensure_peer()
     tmp = Path(tempfile.mkdtemp(prefix="agentstream-bench-"))
     cluster = Cluster(tmp)
     started = time.monotonic()
@@ -94,7 +82,7 @@ async def bench(quick: bool) -> dict[str, Any]:
         # Every server kind at once: first measured idle, side by side, then used one kind at a time.
         gateway, naive, ceiling = await asyncio.gather(cluster.gateway(), cluster.naive_gateway(), cluster.ceiling())
         worker, poll_worker = cluster.worker(), cluster.poll_worker()
-        await asyncio.gather(_worker_up(cluster, worker), _worker_up(cluster, poll_worker))
+        await asyncio.gather(worker_up(cluster, worker), worker_up(cluster, poll_worker))
         log("idle cost")
         idle_cost = await idle.measure(ctx, gateway, worker, naive, poll_worker, ceiling)
         cluster.stop(poll_worker)
@@ -102,22 +90,28 @@ async def bench(quick: bool) -> dict[str, Any]:
         per_kind = {"project": await _kind(ctx, "project", gateway, worker, sessions, replay_path)}
         cluster.stop(gateway)
         poll_worker = cluster.poll_worker()
-        await _worker_up(cluster, poll_worker)
+        await worker_up(cluster, poll_worker)
         per_kind["naive"] = await _kind(ctx, "naive", naive, poll_worker, sessions, replay_path)
         cluster.stop(naive)
         per_kind["ceiling"] = await _kind(ctx, "ceiling", ceiling, None, sessions, replay_path)
         cluster.stop(ceiling)
+        log("peer: live delivery and throughput")
+        peer = await cluster.peer()
+        per_kind["peer"] = {"live": await live.measure(ctx, peer, "peer")}
+        cluster.stop(peer)
 
         log(f"capacity ({counts.capacity_streams:,} idle streams on a fresh process of each kind)")
         cap = await capacity.measure_all(ctx)
         info = await redis.info("server")
         await redis.aclose()
+        cluster.stop_all()
+        end_to_end = await e2e.measure(tmp, e2e.QUICK if quick else e2e.FULL, log)
         ok = True
         return {
             "quick": quick, "counts": counts.__dict__, "seconds": time.monotonic() - started,
             "machine": report.machine(nofile, str(info.get("redis_version"))),
             "command": "make bench" + (" QUICK=1" if quick else ""),
-            "raw": {**per_kind, "capacity": cap, "idle": idle_cost},
+            "raw": {**per_kind, "capacity": cap, "idle": idle_cost, "e2e": end_to_end},
         }
     finally:
         cluster.stop_all()
@@ -137,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(report.table(result))
+    print()
+    print(report.e2e_table(result["raw"]["e2e"]))
     print(f"\nwritten: {args.output}  ({result['seconds']:.0f} s)")
     return 0
 
