@@ -30,7 +30,7 @@ lint: $(STAMP) ## ruff, mypy and the import layers contract
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-bench: $(STAMP) ## benchmark against the naive baseline and the in-memory ceiling (QUICK=1: < 2 min)
+bench: $(STAMP) ## benchmark against the naive baseline, the ceiling and the peer, end to end too (QUICK=1: ~2 min)
 	$(BIN)/agentstream bench $(if $(QUICK),--quick,)
 
 clean: ## remove the venv, data and caches

@@ -2,9 +2,12 @@
 
 C conversations, each on its own session and its own keep-alive connection: send a message
 (``POST .../messages``, SSE), read its events to the end of the response, send the next, until
-``duration_s``. Conversations start spread over ``ramp_s``; figures count only what happens
-between ``warmup_s`` and ``duration_s`` (the measured window). After the window no message
-starts; those in flight get ``drain_s`` to end.
+``duration_s``. Conversations start spread over ``ramp_s``; events, messages and token gaps
+count only between ``warmup_s`` and ``duration_s`` (the measured window, where CPU is read).
+After the window no message starts; those in flight get ``drain_s`` to end. TTFE and time to
+first token count every message of the run, the first ones too (a server that queues shows it
+there first); a message that got no event by the end of the drain counts with the time it
+waited so far (a lower bound) and as unfinished.
 
 Per message it notes the time to the first event (TTFE) and to the first token, the gaps between
 consecutive tokens minus the pacing (``token_ms``), the distinct events (by ``id``, duplicates
@@ -96,7 +99,6 @@ class Exchange(asyncio.Protocol):
         self.msg_id = ""
         self.session = ""
         self.t_sent = 0.0
-        self.counted = False  # sent inside the window: its TTFE / TTFT count
         self.first = False
         self.first_token = False
         self.last_token = 0.0
@@ -120,7 +122,6 @@ class Exchange(asyncio.Protocol):
         self.session = session
         self.done = asyncio.get_running_loop().create_future()
         self.t_sent = time.monotonic()
-        self.counted = self.stats.in_window(self.t_sent)
         self.transport.write(request)
         return self.done
 
@@ -210,14 +211,12 @@ class Exchange(asyncio.Protocol):
                 st.events += 1
             if not self.first:
                 self.first = True
-                if self.counted:
-                    st.ttfe_ms.append((now - self.t_sent) * 1000)
+                st.ttfe_ms.append((now - self.t_sent) * 1000)
             if kind == b"token":
                 self.n_tokens += 1
                 if not self.first_token:
                     self.first_token = True
-                    if self.counted:
-                        st.ttft_ms.append((now - self.t_sent) * 1000)
+                    st.ttft_ms.append((now - self.t_sent) * 1000)
                 elif window:
                     st.gap_ms.append((now - self.last_token) * 1000 - st.token_us / 1000)
                 self.last_token = now
@@ -260,7 +259,7 @@ class Load:
         self.requests = [_request(host, port, spec["path"].format(session=s), spec["headers"], body)
                          for s in spec["sessions"]]
         self.stop_at = float("inf")
-        self.in_flight = 0
+        self.in_flight: set[Exchange] = set()
 
     async def _connect(self) -> Exchange:
         loop = asyncio.get_running_loop()
@@ -273,11 +272,11 @@ class Load:
         try:
             if ex is None or ex.closed:
                 ex = await self._connect()
-            self.in_flight += 1
+            self.in_flight.add(ex)
             try:
                 await asyncio.wait_for(ex.send(self.requests[i], self.sessions[i]), timeout_s)
             finally:
-                self.in_flight -= 1
+                self.in_flight.discard(ex)
         except (OSError, TimeoutError) as exc:
             self.stats.error(type(exc).__name__)
             if ex is not None and ex.transport is not None:
@@ -316,10 +315,12 @@ class Load:
         emit({"event": "measuring", "events": st.events, "finished": st.finished})
         await asyncio.sleep(max(0.0, st.t_to - time.monotonic()))
         window = {"event": "window", "events": st.events, "finished": st.finished,
-                  "seconds": st.t_to - st.t_from, "in_flight": self.in_flight}
+                  "seconds": st.t_to - st.t_from, "in_flight": len(self.in_flight)}
         emit(window)
         _, pending = await asyncio.wait(tasks, timeout=drain_s)
-        unfinished = self.in_flight
+        unfinished = len(self.in_flight)
+        now = time.monotonic()
+        st.ttfe_ms += [(now - ex.t_sent) * 1000 for ex in self.in_flight if not ex.first]
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import shutil
 import sys
@@ -61,8 +62,12 @@ async def _kind(ctx: Ctx, kind: str, server: Proc, worker: Proc | None, sessions
     return out
 
 
-async def bench(quick: bool) -> dict[str, Any]:
+async def bench(quick: bool, quiet_wait_s: float | None = None) -> dict[str, Any]:
     counts = QUICK if quick else FULL
+    plan = e2e.QUICK if quick else e2e.FULL
+    if quiet_wait_s is not None:  # a machine that is never quiet: do not wait a minute per window
+        counts = dataclasses.replace(counts, quiet_wait_s=quiet_wait_s)
+        plan = dataclasses.replace(plan, quiet_wait_s=quiet_wait_s)
     nofile = raise_nofile()
     ensure_peer()
     tmp = Path(tempfile.mkdtemp(prefix="agentstream-bench-"))
@@ -97,7 +102,7 @@ async def bench(quick: bool) -> dict[str, Any]:
         cluster.stop(ceiling)
         log("peer: live delivery and throughput")
         peer = await cluster.peer()
-        per_kind["peer"] = {"live": await live.measure(ctx, peer, "peer")}
+        per_kind["peer"] = {"live": await live.measure(ctx, peer, "peer", ramp=not quick)}  # QUICK: no ramp
         cluster.stop(peer)
 
         log(f"capacity ({counts.capacity_streams:,} idle streams on a fresh process of each kind)")
@@ -105,12 +110,13 @@ async def bench(quick: bool) -> dict[str, Any]:
         info = await redis.info("server")
         await redis.aclose()
         cluster.stop_all()
-        end_to_end = await e2e.measure(tmp, e2e.QUICK if quick else e2e.FULL, log)
+        end_to_end = await e2e.measure(tmp, plan, log)
         ok = True
         return {
             "quick": quick, "counts": counts.__dict__, "seconds": time.monotonic() - started,
             "machine": report.machine(nofile, str(info.get("redis_version"))),
-            "command": "make bench" + (" QUICK=1" if quick else ""),
+            "command": "make bench" + (" QUICK=1" if quick else "")
+                       + (f" (python -m bench.run --quiet-wait {quiet_wait_s:g})" if quiet_wait_s is not None else ""),
             "raw": {**per_kind, "capacity": cap, "idle": idle_cost, "e2e": end_to_end},
         }
     finally:
@@ -125,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="agentstream bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller counts; finishes in under two minutes")
     p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument("--quiet-wait", type=float, help="seconds to wait at most before each window for other "
+                                                    "load to stop (default: the counts' own, 60 s in full)")
     args = p.parse_args(argv)
-    result = asyncio.run(bench(args.quick))
+    result = asyncio.run(bench(args.quick, args.quiet_wait))
     result = report.assemble(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -39,7 +39,6 @@ KINDS = ("project", "naive", "peer", "ceiling")
 CONTENT = "hello, how are you?"  # the built-in model's greeting: 17 tokens, no tools
 DEFAULT_TOKENS = 17  # tokens of the peer's and ceiling's answers until the project's are counted
 PATH = "/v1/agents/sessions/{session}/messages"
-WARM = 2  # messages sent one after another before measuring (imports, script loads)
 
 
 @dataclass(frozen=True)
@@ -60,15 +59,17 @@ class Plan:
     warmup_s: float = 3.0  # not measured: conversations start, queues fill
     ramp_s: float = 1.0  # conversations start spread over this
     drain_s: float = 30.0  # after the window, messages in flight get this long to end
+    warm: int = 2  # messages sent one after another before the run (imports, script loads)
     kinds: tuple[str, ...] = KINDS
     content: str = CONTENT
-    quiet_wait_s: float = 60.0
+    quiet_wait_s: float = 20.0  # before each window, wait this long at most for other load to stop
     profile: str = ""  # "worker" or "gateway": py-spy on that project process in each window
     extra: dict[str, str] = field(default_factory=dict)  # AGENTSTREAM_* for the project's processes
 
 
 FULL = Plan(points=(Point(25, 20), Point(100, 20), Point(250, 20), Point(1000, 200)))
-QUICK = Plan(points=(Point(20, 20),), seconds=4.0, warmup_s=1.0, ramp_s=0.5, drain_s=10.0, quiet_wait_s=0.5)
+QUICK = Plan(points=(Point(20, 20),), seconds=3.0, warmup_s=1.0, ramp_s=0.5, drain_s=10.0, warm=1,
+             quiet_wait_s=0.5)
 
 
 def parse_points(text: str) -> tuple[Point, ...]:
@@ -122,7 +123,7 @@ async def _start(cluster: Cluster, redis: aioredis.Redis, plan: Plan, point: Poi
                  tokens: int) -> tuple[Proc, Proc | None, dict[str, Any]]:
     spec: dict[str, Any] = {"host": "127.0.0.1", "content": plan.content, "token_ms": point.token_ms,
                             "duration_s": plan.seconds, "warmup_s": plan.warmup_s, "ramp_s": plan.ramp_s,
-                            "drain_s": plan.drain_s, "warm": WARM}
+                            "drain_s": plan.drain_s, "warm": plan.warm}
     worker: Proc | None = None
     if kind in ("project", "naive"):
         settings = Settings.from_env({"AGENTSTREAM_REDIS_URL": cluster.redis_url})

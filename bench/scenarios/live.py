@@ -137,7 +137,7 @@ class Session:
             await self.producer.close()
 
 
-async def measure(ctx: Ctx, server: Proc, kind: str) -> dict[str, Any]:
+async def measure(ctx: Ctx, server: Proc, kind: str, ramp: bool = True) -> dict[str, Any]:
     c = ctx.counts
     s = Session(ctx, server, kind)
     ready = await s.open()
@@ -146,7 +146,8 @@ async def measure(ctx: Ctx, server: Proc, kind: str) -> dict[str, Any]:
         for rate in c.live_rates:
             live[str(rate)] = await s.step(rate, c.live_s)
             await asyncio.sleep(0.3)
-        throughput = await _ramp(s, live)
+        throughput = await _ramp(s, live) if ramp else {"events_per_s": float("nan"), "at": None,
+                                                         "first_unsustained": None, "steps": []}
     finally:
         await s.close()
     return {"streams": c.streams, "open_s": ready["open_s"], "live": live, "throughput": throughput}
