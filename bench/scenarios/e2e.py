@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 
 from bench import context, profile
 from bench.fixtures import Fixtures
-from bench.procs import Child, Cluster, CpuWindow, Proc, quiet, worker_up
+from bench.procs import ROOT, Child, Cluster, CpuWindow, Proc, quiet, worker_up
 from shared import connect, keys
 from shared.settings import Settings
 
@@ -39,6 +39,7 @@ KINDS = ("project", "naive", "peer", "ceiling")
 CONTENT = "hello, how are you?"  # the built-in model's greeting: 17 tokens, no tools
 DEFAULT_TOKENS = 17  # tokens of the peer's and ceiling's answers until the project's are counted
 PATH = "/v1/agents/sessions/{session}/messages"
+PROFILES = ROOT / "bench" / "results"  # py-spy's collapsed stacks, for flame graphs
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,11 @@ async def _drive(cluster: Cluster, redis: aioredis.Redis, plan: Plan, kind: str,
     measuring = await load.ask({"cmd": "run"}, plan.warmup_s + 60)
     assert measuring["event"] == "measuring", measuring
     window = CpuWindow(pids).start()
-    spy, collapsed = None, cluster.data_dir.parent / f"{cluster.data_dir.name}-{plan.profile}.collapsed"
+    spy, collapsed = None, PROFILES / f"{cluster.data_dir.name}-{plan.profile}.collapsed"
     if plan.profile and kind == "project":
         target = worker if plan.profile == "worker" else server
         assert target is not None
+        PROFILES.mkdir(parents=True, exist_ok=True)
         spy = await profile.record(target.pid, plan.seconds - plan.warmup_s, collapsed)
     end = await load.read(plan.seconds + 60)
     cpu = window.stop()
@@ -174,7 +176,7 @@ async def _drive(cluster: Cluster, redis: aioredis.Redis, plan: Plan, kind: str,
     top = None
     if spy is not None:
         await spy.wait()
-        top = profile.top(collapsed) if collapsed.exists() else "py-spy wrote nothing (is it installed?)"
+        top = profile.top(collapsed, 40) if collapsed.exists() else "py-spy wrote nothing (is it installed?)"
     events = end["events"] - measuring["events"]
     finished = end["finished"] - measuring["finished"]
     wall = cpu["wall_s"]
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     import time
 
     from bench import report
-    from bench.procs import ROOT, ensure_peer, raise_nofile
+    from bench.procs import ensure_peer, raise_nofile
 
     p = argparse.ArgumentParser(prog="python -m bench.scenarios.e2e", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one short small point (what make bench QUICK=1 runs)")
