@@ -150,7 +150,8 @@ async def measure(ctx: Ctx, server: Proc, kind: str, ramp: bool = True) -> dict[
                                                          "first_unsustained": None, "steps": []}
     finally:
         await s.close()
-    return {"streams": c.streams, "open_s": ready["open_s"], "live": live, "throughput": throughput}
+    return {"streams": c.streams, "open_s": ready["open_s"], "open_retried": ready["retried"], "live": live,
+            "throughput": throughput}
 
 
 async def _ramp(s: Session, live: dict[str, Any]) -> dict[str, Any]:
