@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import report, report_e2e
 from bench.context import FULL, QUICK, Ctx
 from bench.fixtures import Fixtures, events_path
 from bench.procs import ROOT, Cluster, Proc, ensure_peer, raise_nofile, worker_up
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(report.table(result))
     print()
-    print(report.e2e_table(result["raw"]["e2e"]))
+    print(report_e2e.table(result["raw"]["e2e"]))
     print(f"\nwritten: {args.output}  ({result['seconds']:.0f} s)")
     return 0
 

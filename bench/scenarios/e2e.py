@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
     import time
 
-    from bench import report
+    from bench import report_e2e
     from bench.procs import ensure_peer, raise_nofile
 
     p = argparse.ArgumentParser(prog="python -m bench.scenarios.e2e", description=__doc__.splitlines()[0])
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(measure(tmp, plan, log))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(report.e2e_table(result))
+    print(report_e2e.table(result))
     for label, row in result["points"].items():
         if "profile" in row.get("project", {}):
             print(f"\nproject {plan.profile} profile at {label}:\n{row['project']['profile']}")
