@@ -32,7 +32,7 @@ lint: $(STAMP) ## ruff, mypy and the import layers contract
 	$(BIN)/mypy --disallow-untyped-defs clients/python/agentstream_client
 	$(BIN)/lint-imports --no-cache
 
-bench: $(STAMP) ## benchmark against the naive baseline and the in-memory ceiling (QUICK=1: < 2 min)
+bench: $(STAMP) ## benchmark against the naive baseline, the ceiling and the peer, end to end too (QUICK=1: ~2 min)
 	$(BIN)/agentstream bench $(if $(QUICK),--quick,)
 
 clients: $(STAMP) ## build the Python client's wheel into dist/ (the JavaScript client is clients/js/agentstream.js)

@@ -27,6 +27,8 @@ from bench.client import LiveStream, OneShot, request
 from bench.procs import raise_nofile
 from bench.stats import summary
 
+OPEN_ATTEMPTS = 3  # a stream open refused (503 from an overloaded pool, a reset) is tried again
+
 
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
@@ -48,8 +50,18 @@ async def streams(spec: dict[str, Any]) -> None:
     conns: list[LiveStream | None] = [None] * len(paths)  # in path order, like the expected counts
     sem = asyncio.Semaphore(spec.get("open_concurrency", 256))
     failed: dict[str, int] = {}
+    retried: dict[str, int] = {}  # opens that failed once and were tried again (a busy machine)
 
     async def open_one(i: int) -> None:
+        for attempt in range(OPEN_ATTEMPTS):
+            why = await _open(i)
+            if why is None:
+                return
+            counts = failed if attempt == OPEN_ATTEMPTS - 1 else retried
+            counts[why] = counts.get(why, 0) + 1
+            await asyncio.sleep(0.5)
+
+    async def _open(i: int) -> str | None:
         async with sem:
             c = LiveStream(latencies)
             try:
@@ -57,17 +69,18 @@ async def streams(spec: dict[str, Any]) -> None:
                 c.send(request("GET", host, port, paths[i], headers))
                 status = await asyncio.wait_for(c.opened, spec.get("open_timeout_s", 60))
             except (OSError, TimeoutError, ConnectionError) as exc:
-                failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
-                return
+                return type(exc).__name__
             if status != 200:
-                failed[str(status)] = failed.get(str(status), 0) + 1
-                return
+                if c.transport is not None:
+                    c.transport.close()
+                return str(status)
             conns[i] = c
+            return None
 
     t0 = time.monotonic()
     await asyncio.gather(*(open_one(i) for i in range(len(paths))))
     live = [c for c in conns if c is not None]
-    emit({"event": "ready", "open": len(live), "failed": failed, "open_s": time.monotonic() - t0})
+    emit({"event": "ready", "open": len(live), "failed": failed, "retried": retried, "open_s": time.monotonic() - t0})
     stdin = await _lines()
     while line := await stdin.readline():
         cmd = json.loads(line)

@@ -1,7 +1,8 @@
 """The processes a bench run starts, and what it reads about them from /proc.
 
 Every server is a real process on loopback, started the way production starts it
-(``python -m cli.main gateway|worker``) or the way the baselines start (``python -m bench...``).
+(``python -m cli.main gateway|worker``) or the way the baselines start (``python -m bench...``,
+``node bench/peer/server.mjs``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from cli import embedded
-from shared import connect
+from shared import connect, keys
 
 ROOT = Path(__file__).resolve().parent.parent
+PEER = ROOT / "bench" / "peer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NOFILE_WANTED = 65_536
 
@@ -190,17 +193,24 @@ class Cluster:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")}
+        # The bench's one key opens thousands of streams: the per-key stream limit (a tenant
+        # safeguard, 500 by default) is off here; the per-process ceiling stays.
         env.update({"AGENTSTREAM_REDIS_URL": self.redis_url, "AGENTSTREAM_LOG_LEVEL": "warning",
-                    "AGENTSTREAM_FALLBACK_TO_BUILTIN": "true", "PYTHONUNBUFFERED": "1"})
+                    "AGENTSTREAM_FALLBACK_TO_BUILTIN": "true", "AGENTSTREAM_MAX_STREAMS_PER_KEY": "0",
+                    "PYTHONUNBUFFERED": "1"})
         env.update(extra)
         return env
 
     def spawn(self, name: str, module: str, *args: str, port: int | None = None, env: dict[str, str] | None = None,
               **extra: str) -> Proc:
+        return self.spawn_argv(name, [sys.executable, "-m", module, *args], port, {**extra, **(env or {})})
+
+    def spawn_argv(self, name: str, argv: list[str], port: int | None = None,
+                   env: dict[str, str] | None = None) -> Proc:
         log = self.data_dir / f"{name}-{len(self.procs)}.log"
-        env = self.env(**({"AGENTSTREAM_PORT": str(port)} if port else {}), **extra, **(env or {}))
-        popen = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                                 stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        env = self.env(**({"AGENTSTREAM_PORT": str(port)} if port else {}), **(env or {}))
+        with log.open("wb") as out:  # the child keeps its own descriptor
+            popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         proc = Proc(name, popen, log, port)
         self.procs.append(proc)
         return proc
@@ -221,6 +231,17 @@ class Cluster:
         """arq's own worker loop with its default 0.5 s poll and no inbound wake-up."""
         return self.spawn("pollworker", "bench.baselines.poll_worker", AGENTSTREAM_FALLBACK_POLL_S="0.5")
 
+    def naive_worker(self, **extra: str) -> Proc:
+        """The poll worker that also appends each event with its own plain XADD."""
+        return self.spawn("naiveworker", "bench.baselines.naive_worker", env={"AGENTSTREAM_FALLBACK_POLL_S": "0.5", **extra})
+
+    async def peer(self) -> Proc:
+        """Vercel's resumable-stream in one Node process (``bench/peer``, installed by ensure_peer)."""
+        port = free_port()
+        proc = self.spawn_argv("peer", [node(), str(PEER / "server.mjs")], port)
+        await asyncio.to_thread(wait_http, proc)
+        return proc
+
     async def _http(self, name: str, module: str, *args: str, **extra: str) -> Proc:
         port = free_port()
         proc = self.spawn(name, module, *args, port=port, env=extra)
@@ -238,10 +259,46 @@ class Cluster:
         if proc in self.procs:
             self.procs.remove(proc)
 
-    def stop_all(self) -> None:
+    def stop_all(self, timeout_s: float = 15) -> None:
         for proc in list(self.procs):
-            self.stop(proc)
+            self.stop(proc, timeout_s)
         embedded.stop(self.redis_proc, self.data_dir / "redis")
+
+
+async def worker_up(cluster: Cluster, worker: Proc, timeout_s: float = 30) -> None:
+    """A worker is up once its heartbeat (id ``host:pid:...``) is in the workers set."""
+    deadline = time.monotonic() + timeout_s
+    redis = connect.client(cluster.redis_url, max_connections=1)
+    try:
+        while time.monotonic() < deadline:
+            if worker.popen.poll() is not None:
+                raise RuntimeError(f"{worker.name} exited: {worker.log.read_text()[-2000:]}")
+            if any(f":{worker.pid}:" in m.decode() for m in await redis.zrange(keys.WORKERS, 0, -1)):
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+    raise TimeoutError(f"{worker.name} sent no heartbeat within {timeout_s}s")
+
+
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        raise RuntimeError("the peer (bench/peer) needs Node.js >= 18 on the PATH")
+    return path
+
+
+def ensure_peer() -> None:
+    """``npm ci`` in bench/peer when node_modules is missing or older than the lock file. After
+    the first install it works offline (npm's cache); the lock file pins every package."""
+    installed = PEER / "node_modules" / ".package-lock.json"  # npm writes it on every install
+    if installed.exists() and installed.stat().st_mtime >= (PEER / "package-lock.json").stat().st_mtime:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("the peer (bench/peer) needs npm (Node.js >= 18) on the PATH")
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], cwd=PEER,
+                   check=True, stdout=sys.stderr)
 
 
 def wait_http(proc: Proc, path: str = "/healthz", timeout_s: float = 30) -> None:
@@ -279,10 +336,11 @@ class Child:
         spec_path = cluster.data_dir / f"{name}-{os.urandom(3).hex()}.json"
         spec_path.write_text(json.dumps(spec))
         log = spec_path.with_suffix(".log")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, str(spec_path), cwd=ROOT, env=cluster.env(),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"),
-            limit=64 * 1024 * 1024)
+        with log.open("wb") as err:  # the child keeps its own descriptor
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", module, str(spec_path), cwd=ROOT, env=cluster.env(),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
+                limit=64 * 1024 * 1024)
         return cls(name, proc, log)
 
     @property

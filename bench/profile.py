@@ -49,6 +49,14 @@ def top(collapsed: Path, n: int = 25) -> str:
     return "\n".join(out)
 
 
+async def record(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
+    """py-spy recording one process for ``seconds`` into ``out`` (raw, collapsed stacks)."""
+    return await asyncio.create_subprocess_exec(
+        shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+        "--duration", str(max(1, int(seconds))), "--rate", "200", "--format", "raw", "--output", str(out),
+        "--nonblocking", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
 async def profile(args: argparse.Namespace) -> None:
     raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="agentstream-profile-"))
@@ -69,10 +77,7 @@ async def profile(args: argparse.Namespace) -> None:
         s = Session(ctx, server, args.kind)
         await s.open()
         await s.step(args.rate, 2.0)  # warm up
-        spy = await asyncio.create_subprocess_exec(
-            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
-            "--duration", str(int(args.seconds)), "--rate", "200", "--format", "raw", "--output", str(args.out),
-            "--nonblocking", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        spy = await record(server.pid, args.seconds, args.out)
         result = await s.step(args.rate, args.seconds)
         await spy.wait()
         await s.close()

@@ -1,5 +1,6 @@
 """From raw measurements to the published shape: per scenario the same figures for the
-project, the naive baseline and the ceiling, the ratios, the targets of issue 4 §5, a table."""
+project, the naive baseline, the ceiling and (live scenarios only) the peer, the ratios, the
+targets of issue 4 §5, a table; and the end-to-end table with the targets of issue 16."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from importlib import metadata
 from typing import Any
 
 NAN = float("nan")
-KINDS = ("project", "naive", "ceiling")
+KINDS = ("project", "naive", "ceiling", "peer")  # the peer runs the live scenarios only
 
 # (scenario, figure, label, unit, lower_is_better)
 ROWS: list[tuple[str, str, str, str, bool]] = [
@@ -100,16 +101,9 @@ def assemble(result: dict[str, Any]) -> dict[str, Any]:
     raw = result["raw"]
     sc: dict[str, dict[str, Any]] = {}
     for kind in KINDS:
-        k = raw[kind]
-        idle, loaded = k["ttfe"]["idle"], k["ttfe"]["loaded"]
-        sc.setdefault("ttfe_idle", {})[kind] = {"p50_ms": idle.get("p50", NAN), "p99_ms": idle.get("p99", NAN),
-                                                "n": idle.get("n", 0), "errors": idle["errors"],
-                                                "headers_p50_ms": idle.get("headers_ms", {}).get("p50", NAN),
-                                                "headers_p99_ms": idle.get("headers_ms", {}).get("p99", NAN)}
-        sc.setdefault("ttfe_loaded", {})[kind] = {"p50_ms": loaded.get("p50", NAN),
-                                                  "p99_ms": loaded.get("p99", NAN), "n": loaded.get("n", 0),
-                                                  "messages_per_s": loaded["messages_per_s"],
-                                                  "errors": loaded["errors"], "core_pct": loaded["core_pct"]}
+        k = raw.get(kind)
+        if k is None:
+            continue
         for rate, run in k["live"]["live"].items():
             sc.setdefault(f"live_{rate}", {})[kind] = _live(run)
         tp = k["live"]["throughput"]
@@ -124,6 +118,17 @@ def assemble(result: dict[str, Any]) -> dict[str, Any]:
             "gateway_us_per_event": at.get("gateway_us_per_event", NAN),
             "core_pct": at.get("core_pct", {}), "steps": tp["steps"],
         }
+        if "ttfe" not in k:
+            continue
+        idle, loaded = k["ttfe"]["idle"], k["ttfe"]["loaded"]
+        sc.setdefault("ttfe_idle", {})[kind] = {"p50_ms": idle.get("p50", NAN), "p99_ms": idle.get("p99", NAN),
+                                                "n": idle.get("n", 0), "errors": idle["errors"],
+                                                "headers_p50_ms": idle.get("headers_ms", {}).get("p50", NAN),
+                                                "headers_p99_ms": idle.get("headers_ms", {}).get("p99", NAN)}
+        sc.setdefault("ttfe_loaded", {})[kind] = {"p50_ms": loaded.get("p50", NAN),
+                                                  "p99_ms": loaded.get("p99", NAN), "n": loaded.get("n", 0),
+                                                  "messages_per_s": loaded["messages_per_s"],
+                                                  "errors": loaded["errors"], "core_pct": loaded["core_pct"]}
         sc.setdefault("replay", {})[kind] = k["replay"]
         sc.setdefault("capacity", {})[kind] = raw["capacity"][kind]
         sc.setdefault("idle", {})[kind] = raw["idle"][kind]
@@ -238,7 +243,7 @@ def _fmt(v: Any) -> str:
 
 def table(result: dict[str, Any]) -> str:
     sc = result["scenarios"]
-    head = ("figure", "unit", "project", "naive", "ceiling", "× vs naive", "project/ceiling")
+    head = ("figure", "unit", "project", "naive", "ceiling", "peer", "× vs naive", "project/ceiling")
     rows: list[tuple[str, ...]] = [head]
     for scen, fig, label, unit, _ in ROWS:
         row = sc.get(scen, {})
@@ -266,3 +271,4 @@ def table(result: dict[str, Any]) -> str:
                  f"Python {m['python']}, redis-server {m['redis_server']}"
                  f"{'  [QUICK: smaller counts]' if result['quick'] else ''}")
     return "\n".join(lines)
+

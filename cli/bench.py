@@ -26,6 +26,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="benchmark against the naive baseline and the in-memory ceiling")
+    p = sub.add_parser("bench", help="benchmark against the naive baseline, the in-memory ceiling and the "
+                                     "resumable-stream peer, gateway alone and end to end")
     p.add_argument("--quick", action="store_true", help="smaller counts; finishes in under two minutes")
     p.set_defaults(fn=cmd_bench)

@@ -108,6 +108,9 @@ class Settings:
     message_deadline_s: int = 900
     worker_drain_s: int = 10
     builtin_token_delay_ms: int = 0
+    # Built-in model pacing, like an LLM's time to first token: each model step waits this long
+    # before its first output (bench's end-to-end scenario, demos). 0 = none.
+    builtin_first_token_delay_ms: int = 0
     # Fault injection, off by default: a worker that picks up a message whose content holds
     # this marker dies on the spot (a poison message, for the fault suite and for drills).
     fault_crash_marker: str = ""
@@ -183,6 +186,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()}: must be > 0")
+        for name in ("builtin_token_delay_ms", "builtin_first_token_delay_ms"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be >= 0")
         if self.message_record_ttl_s < self.message_stream_ttl_s:
             raise SettingsError(
                 f"{PREFIX}MESSAGE_RECORD_TTL_S: must be >= {PREFIX}MESSAGE_STREAM_TTL_S "

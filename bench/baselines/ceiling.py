@@ -8,7 +8,9 @@ this stack pays: framing one chunk and one socket write.
 * ``GET /s/<n>``: an open event stream (what the load clients hold);
 * ``POST /run?rate=R&duration_s=D``: pace R events/s over the open streams, round robin, with
   the same pacer as ``bench.producer``; frames carry ``seq`` and ``ts`` like the producer's;
-* ``POST .../messages``: an ``intent`` and a ``done`` frame at once (the TTFE floor);
+* ``POST .../messages``: an ``intent`` and a ``done`` frame at once (the TTFE floor); with
+  ``?first_ms=F&token_ms=T&tokens=N``, a paced answer like the built-in model's (intent,
+  thinking, F ms, N tokens T ms apart, message, done): the end-to-end floor;
 * ``GET /replay?n=N``: N pre-built frames in one write (the replay floor);
 * ``GET /healthz``.
 
@@ -17,6 +19,7 @@ Run: ``python -m bench.baselines.ceiling`` with ``AGENTSTREAM_HOST`` / ``AGENTST
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,10 +36,12 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 _HEADERS = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
 _JSON = [(b"content-type", b"application/json")]
-_INTENT = (b'id: 1-0\nevent: intent\ndata: {"intent":"conversation","confidence":0.9,"category":"general",'
-           b'"reasoning":"ceiling","context_scope":"session"}\n\n')
-_DONE = (b'id: 1-1\nevent: done\ndata: {"latency_ms":0.0,"tool_calls_made":0,"message_id":"msg_x",'
-         b'"retriever_summary":{},"data_accessed_via_retriever":false}\n\n')
+_INTENT_DATA = (b'{"intent":"conversation","confidence":0.9,"category":"general","reasoning":"ceiling",'
+                b'"context_scope":"session"}')
+_DONE_DATA = (b'{"latency_ms":0.0,"tool_calls_made":0,"message_id":"msg_x","retriever_summary":{},'
+              b'"data_accessed_via_retriever":false}')
+_INTENT = b"id: 1-0\nevent: intent\ndata: " + _INTENT_DATA + b"\n\n"
+_DONE = b"id: 1-1\nevent: done\ndata: " + _DONE_DATA + b"\n\n"
 
 
 class Ceiling:
@@ -53,6 +58,10 @@ class Ceiling:
         elif method == "POST" and path == "/run":
             q = parse_qs(scope["query_string"].decode())
             await self.run(float(q["rate"][0]), float(q["duration_s"][0]), send)
+        elif method == "POST" and path.endswith("/messages") and b"token_ms=" in scope["query_string"]:
+            await _drain_body(receive)
+            q = parse_qs(scope["query_string"].decode())
+            await self.answer(int(q["first_ms"][0]), int(q["token_ms"][0]), int(q["tokens"][0]), send)
         elif method == "POST" and path.endswith("/messages"):
             await _drain_body(receive)
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
@@ -81,6 +90,28 @@ class Ceiling:
                 pass
         finally:
             del self.streams[sid]
+
+    async def answer(self, first_ms: int, token_ms: int, tokens: int, send: Send) -> None:
+        n = 0
+
+        async def write(event: bytes, data: bytes, more: bool = True) -> None:
+            nonlocal n
+            frame = b"id: %d-%d\nevent: %s\ndata: %s\n\n" % (time.time_ns() // 1_000_000, n, event, data)
+            n += 1
+            await send({"type": "http.response.body", "body": frame, "more_body": more})
+
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_HEADERS, (b"x-message-id", b"msg_ceiling")]})
+        await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
+        await write(b"intent", _INTENT_DATA)
+        await write(b"thinking", b'{"step":"processing","message":"Analyzing your request..."}')
+        await asyncio.sleep(first_ms / 1000)
+        for i in range(tokens):
+            if i:
+                await asyncio.sleep(token_ms / 1000)
+            await write(b"token", b'{"content":"word%d "}' % i)
+        await write(b"message", b'{"content":"...","message_id":"msg_ceiling","is_final":true}')
+        await write(b"done", _DONE_DATA, more=False)
 
     async def run(self, rate: float, duration_s: float, send: Send) -> None:
         slots = [self.streams[k] for k in sorted(self.streams)]  # in path order, like the load's

@@ -54,7 +54,8 @@ async def measure(ctx: Ctx, kind: str, start: Callable[[], Awaitable[Proc]], pat
         new = [c for c in await probe.client_list() if c["id"] not in before]
         opened = warm["open"] + ready["open"]
         return {
-            "streams": n + WARM, "open": opened, "failed": ready["failed"], "open_s": ready["open_s"],
+            "streams": n + WARM, "open": opened, "failed": ready["failed"], "retried": ready["retried"],
+            "open_s": ready["open_s"],
             "opens_per_s": ready["open"] / ready["open_s"] if ready["open_s"] else 0.0,
             "redis_connections": len(new),
             "redis_connection_names": sorted({c.get("name") or "-" for c in new}),

@@ -1,12 +1,16 @@
 """Live delivery and throughput over the same 1,000 open streams.
 
-Live delivery: the producer (or, for the ceiling, the server's own pacer) offers each rate for
+Live delivery: the producer (or, for the ceiling and the peer, the server's own pacer) offers each rate for
 ``live_s`` seconds, one event per append, round robin over the streams; then the load process
 waits until every stream has every event. Gateway CPU per event comes from /proc utime+stime
 over that whole window; latency is client receive time minus the producer's stamp.
 
 Throughput: the same, in steps of ``ramp_factor`` from the highest sustained live rate, until a
 step is not sustained (``bench.context``); the figure is the last sustained step's rate.
+
+The peer (Vercel's resumable-stream, ``bench/peer``) holds one producer per stream and serves
+each client by ``resumeExistingStream``: every event goes producer → PUBLISH → its subscriber
+→ SSE, the library's path for a reader that is not the producer's own first reader.
 """
 
 from __future__ import annotations
@@ -22,20 +26,22 @@ from bench.fixtures import events_path
 from bench.procs import Child, CpuWindow, Proc
 
 
-class _Ceiling:
+def _post(url: str, timeout_s: float) -> dict[str, Any]:
+    req = urllib.request.Request(url, method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=timeout_s) as r:
+        out: dict[str, Any] = json.loads(r.read())
+        return out
+
+
+class _InProcess:
+    """The ceiling's and the peer's own pacer (``POST /run``)."""
+
     def __init__(self, server: Proc) -> None:
         self.server = server
 
     async def __call__(self, rate: float, duration_s: float) -> dict[str, Any]:
         url = f"{self.server.url}/run?rate={rate}&duration_s={duration_s}"
-
-        def post() -> dict[str, Any]:
-            req = urllib.request.Request(url, method="POST", data=b"")
-            with urllib.request.urlopen(req, timeout=duration_s + 60) as r:
-                out: dict[str, Any] = json.loads(r.read())
-                return out
-
-        return await asyncio.to_thread(post)
+        return await asyncio.to_thread(_post, url, duration_s + 60)
 
 
 class _Producer:
@@ -65,8 +71,10 @@ class Session:
     async def open(self) -> dict[str, Any]:
         ctx, n = self.ctx, self.ctx.counts.streams
         streams: list[tuple[str, str]] | None = None
-        if self.kind == "ceiling":
+        if self.kind in ("ceiling", "peer"):
             paths = [f"/s/{i}" for i in range(n)]
+            if self.kind == "peer":  # its producers exist before any reader resumes them
+                await asyncio.to_thread(_post, f"{self.server.url}/live/setup?n={n}", 300)
         else:
             streams = await ctx.fx.new_messages(ctx.tenant, n)
             paths = [events_path(s, m) for s, m in streams]
@@ -78,7 +86,9 @@ class Session:
             raise RuntimeError(f"{self.kind}: opened {ready['open']} of {n} streams: {ready['failed']}")
         self.pids = {"gateway": self.server.pid, "load": self.load.pid}
         if streams is None:
-            self.drive = _Ceiling(self.server)
+            self.drive = _InProcess(self.server)
+            if self.kind == "peer":
+                self.pids["redis"] = ctx.cluster.redis_pid
         else:
             self.producer = await Child.start(ctx.cluster, f"producer-{self.kind}", "bench.producer",
                                               {"streams": streams})
@@ -127,7 +137,7 @@ class Session:
             await self.producer.close()
 
 
-async def measure(ctx: Ctx, server: Proc, kind: str) -> dict[str, Any]:
+async def measure(ctx: Ctx, server: Proc, kind: str, ramp: bool = True) -> dict[str, Any]:
     c = ctx.counts
     s = Session(ctx, server, kind)
     ready = await s.open()
@@ -136,10 +146,12 @@ async def measure(ctx: Ctx, server: Proc, kind: str) -> dict[str, Any]:
         for rate in c.live_rates:
             live[str(rate)] = await s.step(rate, c.live_s)
             await asyncio.sleep(0.3)
-        throughput = await _ramp(s, live)
+        throughput = await _ramp(s, live) if ramp else {"events_per_s": float("nan"), "at": None,
+                                                         "first_unsustained": None, "steps": []}
     finally:
         await s.close()
-    return {"streams": c.streams, "open_s": ready["open_s"], "live": live, "throughput": throughput}
+    return {"streams": c.streams, "open_s": ready["open_s"], "open_retried": ready["retried"], "live": live,
+            "throughput": throughput}
 
 
 async def _ramp(s: Session, live: dict[str, Any]) -> dict[str, Any]:

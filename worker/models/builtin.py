@@ -3,7 +3,8 @@
 It plans tool calls from the intent (first step) and composes a grounded answer from the tool
 outputs, citing document ids (second step). Same input, same events: which is what lets a
 retry continue a dead attempt's answer exactly. ``token_delay_ms`` paces the tokens so demos
-and tests can interrupt an answer in the middle.
+and tests can interrupt an answer in the middle; ``first_token_delay_ms`` delays each step's
+first output, like a real model's time to first token (the bench paces answers with both).
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ def pieces(text: str) -> list[str]:
 
 
 class BuiltinModel:
-    def __init__(self, token_delay_ms: int = 0) -> None:
+    def __init__(self, token_delay_ms: int = 0, first_token_delay_ms: int = 0) -> None:
         self.token_delay_s = token_delay_ms / 1000
+        self.first_token_delay_s = first_token_delay_ms / 1000
 
     async def step(self, turn: Turn) -> AsyncIterator[StepEvent]:
+        if self.first_token_delay_s:  # every call of a real model waits for its first token
+            await asyncio.sleep(self.first_token_delay_s)
         if not turn.reports:
             planned = await asyncio.to_thread(self.plan, turn)  # regexes over the whole content: off the loop
             if planned:

@@ -19,7 +19,7 @@ def cache_key(resolved: Resolved) -> str:
 def build(resolved: Resolved, settings: Settings) -> Model:
     entry = resolved.entry
     if entry is None:
-        return BuiltinModel(settings.builtin_token_delay_ms)
+        return BuiltinModel(settings.builtin_token_delay_ms, settings.builtin_first_token_delay_ms)
     key = entry.api_key.reveal() if entry.api_key else None
     model: Model
     if entry.provider == "anthropic":
