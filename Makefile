@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-faults test-browser lint typecheck bench clients clean
+.PHONY: help run reset test test-faults test-browser lint typecheck bench clients clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -20,11 +20,22 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 run: $(STAMP) ## start the service on 127.0.0.1:8000 with an embedded Redis (Ctrl-C stops it)
 	$(BIN)/agentstream dev
 
+reset: ## start over: delete the embedded Redis's data (.data: sessions, keys, the dev key); keeps .venv
+	@if [ -S .data/redis.sock ] && $(BIN)/python -c "import sys; from shared.connect import is_running; sys.exit(0 if is_running('.data') else 1)" 2>/dev/null; then \
+	  echo "an embedded Redis is still running on .data: stop \`make run\` first (Ctrl-C)"; exit 1; fi
+	rm -rf .data
+
 test: $(STAMP) ## run the whole test suite (starts its own Redis, gateways and workers)
 	$(BIN)/python -m pytest
 
 test-faults: $(STAMP) ## run only the fault-injection suite
 	$(BIN)/python -m pytest -m faults
+
+test-browser: $(STAMP) ## run only the tests that drive headless Chromium (console, browser resume)
+	$(BIN)/python -m pytest -m browser
+
+typecheck: $(STAMP) ## mypy over the packages
+	$(BIN)/mypy
 
 lint: $(STAMP) ## ruff, mypy and the import layers contract
 	$(BIN)/ruff check cli shared gateway worker dataplane intent tests bench clients/python

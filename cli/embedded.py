@@ -69,7 +69,9 @@ def start(data_dir: str | Path, timeout_s: float = 10.0) -> subprocess.Popen[byt
             "--daemonize", "no",
             "--logfile", str(root / "redis.log"),
         ],
-        stdin=subprocess.DEVNULL,
+        # It logs to its file; holding our output open would keep a pipe (or a terminal) of a
+        # run that is gone alive for as long as the server lives.
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         umask=0o077,  # the append-only file, the log and the socket: the owner's alone
         start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
     )
@@ -82,6 +84,15 @@ def start(data_dir: str | Path, timeout_s: float = 10.0) -> subprocess.Popen[byt
         time.sleep(0.02)
     proc.kill()
     raise TimeoutError(f"embedded redis-server did not answer within {timeout_s}s")
+
+
+def shutdown(data_dir: str | Path) -> None:
+    """Stop the server answering on this data dir, started by whichever process (an adopted
+    one that an earlier, killed run left behind)."""
+    try:
+        redis.Redis(unix_socket_path=str(socket_path(data_dir)), socket_timeout=2).shutdown(nosave=False)
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError):
+        pass
 
 
 def stop(proc: subprocess.Popen[bytes] | None, data_dir: str | Path) -> None:

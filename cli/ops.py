@@ -30,6 +30,9 @@ from shared.stores import archive, compaction, event_log, session_log
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
 
+# Exit codes of every command here (README "Resume and replay"): 0 done, 1 failed (one line on
+# stderr), 2 usage or configuration error, 3 `sessions rebuild`: the projections differ.
+MISMATCH = 3
 BLOCK_MS = 1_000  # XREAD BLOCK per round: below connect.SOCKET_TIMEOUT_S, and Ctrl-C stays prompt
 BATCH = 500
 T = TypeVar("T")
@@ -206,13 +209,21 @@ async def _write(r: aioredis.Redis, ses_id: str, msg_ids: list[str], since: str,
 @_command
 def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     since = _since(args)
+    if args.new and args.since:
+        print("agentstream: --new and --since exclude each other", file=sys.stderr)
+        return 2
 
     def emit(line: event_log.LogLine) -> None:
         sys.stdout.buffer.write(event_log.encode_line(line))
         sys.stdout.buffer.flush()
 
     async def work(r: aioredis.Redis) -> None:
+        nonlocal since
         ses_id, msg_id = await _resolve(r, args.id)
+        if args.new:
+            # Only what is appended from now on: stream ids are Redis's clock, so ask it.
+            seconds, micros = await r.time()
+            since = f"{seconds * 1000 + micros // 1000}-0"
         # Ctrl-C (the documented way to stop following a session) sets a flag checked between
         # reads rather than cancelling the task: redis-py can swallow a cancellation that lands
         # mid-command (redis/redis-py#2028), which left the loop running.
@@ -359,8 +370,11 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(f"wrote {len(diff)} field(s)" if args.write else "read-only: pass --write to store the recomputed values")
-    return 0
+    if args.write:
+        print(f"wrote {len(diff)} field(s)")
+        return 0
+    print("read-only: pass --write to store the recomputed values")
+    return MISMATCH  # a script can tell: the projections disagree with the log
 
 
 def _num(v: float) -> str:
@@ -386,6 +400,8 @@ def register(sub: Any) -> None:
         p.add_argument("id", metavar="SESSION_OR_MESSAGE_ID")
         p.add_argument("--since", metavar="ID", help="only events after this stream id (<ms>-<seq>)")
         p.set_defaults(fn=fn)
+        if name == "tail":
+            p.add_argument("--new", action="store_true", help="only events appended from now on (no history)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")  # export's
 
     p = ev.add_parser("backlog", help="how many finished messages wait to be archived and compacted")

@@ -306,7 +306,7 @@ def test_rebuild_reports_match_then_difference_after_corruption(cli, data: Fixtu
 
     run(data.url, lambda r: r.hset(keys.session(ses_id), "total_tokens", 999))
     code, out, _ = cli("sessions", "rebuild", ses_id)
-    assert code == 0
+    assert code == 3  # regression (issue 19): a mismatch exits non-zero, so ops scripts can tell
     header, row, note = out.splitlines()
     assert header.split() == ["field", "stored", "recomputed"]
     assert row.split() == ["total_tokens", "999", "2"]
@@ -341,6 +341,26 @@ def test_tail_of_a_live_message_stops_at_its_terminal_event(cli, data: Fixture) 
     writer.join()
     assert code == 0
     assert [(ln["type"], ln["payload"]) for ln in lines_of(out)] == as_pairs(appended[0])
+
+
+def test_tail_new_prints_only_what_is_appended_from_now_on(cli, data: Fixture) -> None:
+    ses_id = run(data.url, new_session)
+    msg_id = run(data.url, lambda r: new_message(r, ses_id, "q"))
+    run(data.url, lambda r: MessageStore(r, SETTINGS).append(ses_id, msg_id, "*",
+                                                             [Thinking(step="processing", message="old news")]))
+    appended: list[list[Event]] = []
+    writer = threading.Timer(0.5, lambda: appended.append(run(data.url, lambda r: finish(r, ses_id, msg_id, "x y"))))
+    writer.start()
+    code, out, _ = cli("events", "tail", msg_id, "--new")
+    writer.join()
+    assert code == 0
+    assert [ln["type"] for ln in lines_of(out)] == [type_of(e) for e in appended[0]]  # no history
+    assert "old news" not in out
+
+
+def test_tail_new_and_since_exclude_each_other(cli, data: Fixture) -> None:
+    code, _, err = cli("events", "tail", data.messages[0], "--new", "--since", "1-0")
+    assert code == 2 and "exclude" in err
 
 
 def test_tail_of_a_session_follows_new_messages_until_interrupted(data: Fixture) -> None:
