@@ -21,7 +21,8 @@ export interface EventPayloads {
   pipeline_config: { tool_name: string; config: Record<string, unknown>; message: string };
   confirmation_required: { confirmation_id: string; tool_name: string; inputs: Record<string, unknown>;
                            expires_at: string; message?: string };
-  reset: { reason: "cursor_expired" | "cursor_ahead" | "stream_expired" | "stream_lost" | "retry" | string;
+  reset: { reason: "cursor_expired" | "cursor_ahead" | "stream_expired" | "stream_lost" | "message_expired"
+                   | "retry" | "compacted" | string;
            status: string; replay_from: string; attempt?: number; discard_after?: string | null };
 }
 

@@ -113,12 +113,12 @@ def _read(lines: Iterator[str], out: list[sse.Ev], heartbeats: list[int], stop_a
     block: list[str] = []
     try:
         for line in lines:
+            if line.startswith(": keep-alive"):
+                # A heartbeat is a comment line as it arrives; it ends no block (issue 15.10).
+                heartbeats.append(len(out))
             if line == "":
                 if block:
-                    events = sse.parse("\n".join(block) + "\n\n")
-                    out.extend(events)
-                    if not events and any(b.startswith(": keep-alive") for b in block):
-                        heartbeats.append(len(out))
+                    out.extend(sse.parse("\n".join(block) + "\n\n"))
                 block = []
                 if stop_after_tokens and sum(e.type == "token" for e in out) >= stop_after_tokens and heartbeats:
                     return False

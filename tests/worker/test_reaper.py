@@ -43,7 +43,9 @@ async def _started_long_ago(store: MessageStore, redis) -> tuple[str, str]:  # t
     ses, msg = new_id("ses"), new_id("msg")
     await redis.hset(keys.session(ses), mapping={"status": "active", "namespace_id": "ns_x"})
     await store.accept(ses, "ns_x", msg, UserEntry(message_id=msg, ts=now_ms(), content="hi"), "hi", None, "h")
-    await redis.hset(keys.message(ses, msg), "created_at_ms", now_ms() - 60_000)
+    # Accepted (and so given its session's turn) a minute ago.
+    await redis.hset(keys.message(ses, msg), mapping={"created_at_ms": now_ms() - 60_000,
+                                                      "turn_ms": now_ms() - 60_000})
     await redis.set(keys.ARQ_JOB + msg, b"job")
     await redis.set(keys.ARQ_IN_PROGRESS + msg, b"1")
     await redis.zadd(keys.ACTIVE, {f"{ses}/{msg}": 0})

@@ -87,6 +87,7 @@ class Error(Event, tag="error"):
     recoverable: bool
     code: str | None = None  # stable machine-readable reason (cancelled, max_tries_exceeded, ...)
     message_id: str | None = None
+    details: dict[str, Any] | None = None  # e.g. provider_error: provider, kind, status, retryable
 
 
 class RetrieverExecution(Event, tag="retriever_execution"):
@@ -118,8 +119,11 @@ class Reset(Event, tag="reset"):
 
     ``reason`` is one of ``cursor_expired`` (the cursor is older than the first retained
     entry), ``cursor_ahead`` (newer than the stream's last entry, e.g. after a Redis failover),
-    ``stream_expired`` (retention removed the stream; the outcome follows from the record) or
-    ``retry`` (a new attempt discards the tokens streamed after ``discard_after``).
+    ``stream_expired`` (retention removed the stream; the outcome follows from the record),
+    ``message_expired`` (the session log: the message's record is gone too),
+    ``retry`` (a new attempt discards the tokens streamed after ``discard_after``) or
+    ``compacted`` (the finished message's tokens after the cursor were folded into its final
+    ``message``, which follows with the other kept events).
     ``replay_from`` is the cursor to resume from ("0" = the start).
     """
 
