@@ -1,6 +1,6 @@
 """From raw measurements to the published shape: per scenario the same figures for the
 project, the naive baseline, the ceiling and (live scenarios only) the peer, the ratios, the
-targets of issue 4 §5, a table; and the end-to-end table with the targets of issue 16."""
+targets of the gateway scenarios, a table; and the end-to-end table with the targets of issue 16."""
 
 from __future__ import annotations
 
@@ -257,7 +257,7 @@ def table(result: dict[str, Any]) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append("targets (issue 4 §5)")
+    lines.append("targets (gateway scenarios)")
     tw = max(len(t["target"]) for t in result["targets"])
     for t in result["targets"]:
         lines.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target'].ljust(tw)}  {_fmt(t['value']):>10}  "

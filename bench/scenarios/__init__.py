@@ -1,1 +1,1 @@
-"""One module per scenario of issue 4; each measures one server kind and returns its figures."""
+"""One module per scenario; each measures one server kind and returns its figures."""
