@@ -19,7 +19,7 @@ from gateway.resume import Plan, plan
 from shared import cursor as cur
 from shared import keys
 from shared.errors import NotFound, Unavailable
-from shared.events import PAUSE, TERMINAL, Reset, encode_payload
+from shared.events import PAUSE, TERMINAL, encode_payload
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 
@@ -85,22 +85,6 @@ class Reader:
         self._sub.unsubscribe()
 
 
-async def trimmed_after(store: MessageStore, ses_id: str, msg_id: str, after: tuple[int, int]) -> str | None:
-    """The message's status if MAXLEN trimmed entries after ``after`` from its stream, else None.
-
-    Conservative like the opening check (``resume.plan``): the stream lost entries and its first
-    retained one is newer than the cursor."""
-    key = keys.events(ses_id, msg_id)
-    async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.xrange(key, count=1)
-        pipe.xlen(key)
-        pipe.hmget(keys.message(ses_id, msg_id), ["count", "status"])
-        first, length, (count, status) = await pipe.execute()
-    if first and int(count or 0) > length and cur.of_entry(first[0][0]) > after:
-        return (status or b"running").decode()
-    return None
-
-
 async def _read(store, sub, settings, ses_id, msg_id, p, ends) -> AsyncIterator[list[Entry] | None]:  # type: ignore[no-untyped-def]
     try:
         if p.reset is not None:
@@ -116,13 +100,12 @@ async def _read(store, sub, settings, ses_id, msg_id, p, ends) -> AsyncIterator[
             nonlocal last
             out: list[Entry] = []
             last_type = b""
-            if reread and last > cur.START and (status := await trimmed_after(store, ses_id, msg_id, last)):
-                # This reader fell behind the stream cap since it opened (the opening plan
-                # checked until then): entries it never saw were trimmed. Say so, never a gap.
-                reset = Reset(reason="cursor_expired", status=status, replay_from=cur.fmt(last))
-                out.append((reset.replay_from.encode(), b"reset", encode_payload(reset)))
+            # A reader that reads on after it opened may have fallen behind the stream cap since
+            # (the opening plan checked until then): the first read says so, never a gap.
+            check_trim = reread and last > cur.START
             while True:
-                rows = await store.read(ses_id, msg_id, cur.fmt(last), batch)
+                rows = await store.read(ses_id, msg_id, cur.fmt(last), batch, check_trim)
+                check_trim = False
                 for eid, t, d in rows:
                     out.append((eid, t, d))
                     last, last_type = cur.of_entry(eid), t

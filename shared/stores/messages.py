@@ -188,29 +188,45 @@ class MessageStore:
         h = await self.redis.hgetall(keys.message(ses_id, msg_id))
         return Record.from_hash(h) if h else None
 
-    async def read(self, ses_id: str, msg_id: str, after: str, count: int) -> list[tuple[bytes, bytes, bytes]]:
+    async def read(self, ses_id: str, msg_id: str, after: str, count: int,
+                   check_trim: bool = False) -> list[tuple[bytes, bytes, bytes]]:
         """Entries strictly after ``after`` as (id, type, payload), from the stream or, once the
         message is compacted, from its packed events.
 
-        If the range read holds folded tokens, the rows start with a ``reset {reason:
-        "compacted"}`` whose id is ``after``: the reader learns that the tokens it has not seen
-        are now only in the final message (never a silent gap, even for a reader that was
-        part-way through the stream when it was compacted)."""
+        Gaps are announced, never silent, in the same round trip as the read:
+        * ``check_trim`` (a reader reading on after it opened): if MAXLEN trimmed entries after
+          ``after`` since (the stream lost entries and its first retained one is newer than the
+          cursor, as conservative as ``resume.plan``), the rows start with ``reset {reason:
+          "cursor_expired"}``;
+        * if the range read holds folded tokens, they start with ``reset {reason: "compacted"}``:
+          the tokens the reader has not seen are now only in the final message (also for a
+          reader part-way through the stream when it was compacted).
+        Both resets carry ``after`` as their id."""
+        key = keys.events(ses_id, msg_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xrange(keys.events(ses_id, msg_id), min="(" + after, max="+", count=count)
-            pipe.hmget(keys.message(ses_id, msg_id), ["folded", "status", "compacted"])
-            rows, (folded, status, compacted) = await pipe.execute()
+            pipe.xrange(key, min="(" + after, max="+", count=count)
+            pipe.hmget(keys.message(ses_id, msg_id), ["folded", "status", "compacted", "count"])
+            if check_trim:
+                pipe.xrange(key, count=1)
+                pipe.xlen(key)
+            rows, (folded, status, compacted, recorded), *trim = await pipe.execute()
         if compacted and not rows:
             blob = await self.redis.get(keys.events_packed(ses_id, msg_id))
             packed = compaction.after(compaction.unpack(blob), after, count) if blob else []
             out = [(i.encode(), t.encode(), d) for i, t, d in packed]
         else:
             out = [(eid, f[b"t"], f[b"d"]) for eid, f in rows]
+        gone = (status or b"completed").decode()
         if folded:
             # The range this read covers: up to its last row, or to the end if it got them all.
             upto = cursor.of_entry(out[-1][0]) if len(out) >= count else None
             if compaction.skips_folded(compaction.parse_runs(folded.decode()), cursor.parse(after), upto):
-                reset = Reset(reason="compacted", status=(status or b"completed").decode(), replay_from=after)
+                reset = Reset(reason="compacted", status=gone, replay_from=after)
+                out.insert(0, (after.encode(), b"reset", encode_payload(reset)))
+        if trim:
+            first, length = trim
+            if first and int(recorded or 0) > length and cursor.of_entry(first[0][0]) > cursor.parse(after):
+                reset = Reset(reason="cursor_expired", status=(status or b"running").decode(), replay_from=after)
                 out.insert(0, (after.encode(), b"reset", encode_payload(reset)))
         return out
 
