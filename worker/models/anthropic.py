@@ -25,6 +25,7 @@ from anthropic import types as api
 from dataplane import catalogue
 from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage, recorded_steps
 from worker.models.errors import ProviderError
+from worker.models.prompt import add_text, system_for
 
 MAX_RETRIES = 2
 # Always passed explicitly: left None, the SDK would read ANTHROPIC_BASE_URL itself, and the
@@ -93,13 +94,6 @@ def request_for(turn: Turn) -> dict[str, Any]:
     return request
 
 
-def system_for(turn: Turn) -> str:
-    if not turn.memory:
-        return turn.system_prompt
-    memory = _encode.encode(turn.memory).decode()
-    return f"{turn.system_prompt}\n\nWhat you remember about this user (JSON):\n{memory}".lstrip()
-
-
 def tools_for(names: list[str]) -> list[dict[str, Any]]:
     return [{"name": t.name, "description": t.description, "input_schema": t.parameters or {"type": "object"}}
             for name in names if (t := catalogue.BY_NAME.get(name)) is not None]
@@ -108,24 +102,13 @@ def tools_for(names: list[str]) -> list[dict[str, Any]]:
 def messages_for(turn: Turn) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for entry in turn.history:
-        _add_text(out, entry.get("role", ""), entry.get("content", ""))
-    _add_text(out, "user", turn.content)
+        add_text(out, entry.get("role", ""), entry.get("content", ""))
+    add_text(out, "user", turn.content)
     for step in recorded_steps(turn):
         said = [{"type": "text", "text": step.text}] if step.text.strip() else []
         out.append({"role": "assistant", "content": said + [_tool_use(r) for r in step.calls]})
         out.append({"role": "user", "content": [_tool_result(r) for r in step.calls]})
     return out
-
-
-def _add_text(out: list[dict[str, Any]], role: str, text: str) -> None:
-    # The API refuses empty text and wants the first turn from the user; consecutive turns of
-    # one role (an answer that failed, say) are joined rather than sent as a pair.
-    if role not in ("user", "assistant") or not text.strip() or (not out and role != "user"):
-        return
-    if out and out[-1]["role"] == role:
-        out[-1]["content"] += "\n\n" + text
-    else:
-        out.append({"role": role, "content": text})
 
 
 def _tool_use(r: ToolReport) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from openai.types.chat import ChatCompletionChunk
 from dataplane import catalogue
 from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage, recorded_steps
 from worker.models.errors import ProviderError
+from worker.models.prompt import add_text, system_for
 
 PROVIDER = "openai"
 # Local servers take no key, but the SDK refuses to start without one: this is sent instead.
@@ -106,14 +107,6 @@ def request_for(turn: Turn, max_tokens_field: str = "max_tokens") -> dict[str, A
     return request
 
 
-def system_for(turn: Turn) -> str:
-    # As for Claude: the memory travels in the system prompt, as JSON.
-    if not turn.memory:
-        return turn.system_prompt
-    memory = _encode.encode(turn.memory).decode()
-    return f"{turn.system_prompt}\n\nWhat you remember about this user (JSON):\n{memory}".lstrip()
-
-
 def tools_for(names: list[str]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": {"name": t.name, "description": t.description,
                                               "parameters": t.parameters or {"type": "object", "properties": {}}}}
@@ -127,8 +120,8 @@ def messages_for(turn: Turn) -> list[dict[str, Any]]:
         out.append({"role": "system", "content": system})
     dialogue: list[dict[str, Any]] = []
     for entry in turn.history:
-        _add_text(dialogue, entry.get("role", ""), entry.get("content", ""))
-    _add_text(dialogue, "user", turn.content)
+        add_text(dialogue, entry.get("role", ""), entry.get("content", ""))
+    add_text(dialogue, "user", turn.content)
     out += dialogue
     # As for Claude: each recorded step goes back as the assistant message that asked for its
     # calls (with the text it said first), then one tool message answering each call.
@@ -137,17 +130,6 @@ def messages_for(turn: Turn) -> list[dict[str, Any]]:
                     "tool_calls": [_tool_call(r) for r in step.calls]})
         out += [_tool_message(r) for r in step.calls]
     return out
-
-
-def _add_text(out: list[dict[str, Any]], role: str, text: str) -> None:
-    # Chat templates of many open models (served by vLLM, llama.cpp) want turns that alternate
-    # and start with the user, as Claude does: empty turns are dropped, consecutive ones joined.
-    if role not in ("user", "assistant") or not text.strip() or (not out and role != "user"):
-        return
-    if out and out[-1]["role"] == role:
-        out[-1]["content"] += "\n\n" + text
-    else:
-        out.append({"role": role, "content": text})
 
 
 def _tool_call(r: ToolReport) -> dict[str, Any]:
