@@ -51,6 +51,7 @@ def bounded(label: str, value: str) -> str:
     return value if value in LABELS[label] else OTHER
 
 
+
 # -- gateway: HTTP and event streams ------------------------------------------------------------
 
 REQUESTS = Counter("agentstream_http_requests", "HTTP requests answered, by route template and status",
@@ -91,6 +92,17 @@ PROVIDER_TOKENS = Counter("agentstream_provider_tokens", "Tokens reported by the
                           ["provider", "direction"])
 PROVIDER_ERRORS = Counter("agentstream_provider_errors", "Model provider failures", ["provider", "kind"])
 REAPER_ACTIONS = Counter("agentstream_reaper_actions", "What the reaper did, by kind", ["kind"])
+
+
+def appended(batch: list[tuple[str, bytes]], seconds: float) -> None:
+    """One append that went through: its latency, and its events by type (one counter update
+    per type, not per event). The store's and the worker appender's appends both report here."""
+    APPEND_SECONDS.observe(seconds)
+    counts: dict[str, int] = {}
+    for t, _ in batch:
+        counts[t] = counts.get(t, 0) + 1
+    for t, n in counts.items():
+        EVENTS_APPENDED.labels(bounded("type", t)).inc(n)
 
 
 def register_routes(templates: Iterable[str]) -> None:

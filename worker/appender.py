@@ -200,9 +200,4 @@ def _observe(batch: list[tuple[str, bytes]], reply: Reply, started: float) -> No
         return
     if isinstance(reply, BaseException):
         return
-    metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
-    counts: dict[str, int] = {}
-    for t, _ in batch:
-        counts[t] = counts.get(t, 0) + 1
-    for t, n in counts.items():
-        metrics.EVENTS_APPENDED.labels(metrics.bounded("type", t)).inc(n)
+    metrics.appended(batch, time.perf_counter() - started)

@@ -333,9 +333,7 @@ class MessageStore:
                 metrics.FENCED_APPENDS.inc()
                 raise Fenced(text) from None
             raise
-        metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
-        for t, _ in payloads:
-            metrics.EVENTS_APPENDED.labels(metrics.bounded("type", t)).inc()
+        metrics.appended(payloads, time.perf_counter() - started)
         # {ids, handed}; an empty reply is what bench.producer's argument-capturing stub returns.
         ids, handed = (reply[0], reply[1]) if reply else ([], b"")
         if handed:
