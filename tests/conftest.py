@@ -20,6 +20,15 @@ def stack() -> Iterator[Stack]:
     s.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A Redis of the module's own (store, hub and worker tests that need no processes)."""
+    s = Stack()
+    s.start_redis()
+    yield s.redis_url
+    s.stop()
+
+
 @pytest.fixture(scope="session")
 def gateway(stack: Stack) -> Proc:
     return next(p for p in stack.procs if p.kind == "gateway")

@@ -4,7 +4,6 @@ slow readers fall back to reading the stream, and a closed connection ends its r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,17 +15,9 @@ from shared.ids import new_id, now_ms
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 from shared.stores.session_log import UserEntry
-from tests.stack import Stack
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    s = Stack()
-    s.start_redis()
-    yield s.redis_url
-    s.stop()
 
 
 async def _message(store: MessageStore, redis) -> tuple[str, str, int]:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from redis.exceptions import ResponseError
 
@@ -16,17 +14,9 @@ from shared.ids import new_id, now_ms
 from shared.settings import Settings
 from shared.stores.messages import MessageStore, Record
 from shared.stores.session_log import UserEntry
-from tests.stack import Stack
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    s = Stack()
-    s.start_redis()
-    yield s.redis_url
-    s.stop()
 
 
 async def _running(store: MessageStore, redis) -> tuple[str, str, int]:  # type: ignore[no-untyped-def]

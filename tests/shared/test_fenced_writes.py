@@ -3,8 +3,6 @@ TTL: the confirmation a worker opens, and the session name of a first answer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from shared import connect, keys
@@ -15,17 +13,9 @@ from shared.settings import Settings
 from shared.stores.confirmations import ConfirmationStore, confirmation_id
 from shared.stores.messages import MessageStore
 from shared.stores.session_log import UserEntry
-from tests.stack import Stack
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    s = Stack()
-    s.start_redis()
-    yield s.redis_url
-    s.stop()
 
 
 async def _claimed(store: MessageStore, redis) -> tuple[str, str, int]:  # type: ignore[no-untyped-def]

@@ -4,8 +4,6 @@ a message accepted while another ran has its user entry before the other's answe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from shared import connect
@@ -13,17 +11,9 @@ from shared.ids import new_id
 from shared.settings import Settings
 from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry, UserEntry, history_rows
 from shared.stores.sessions import SessionStore
-from tests.stack import Stack
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    s = Stack()
-    s.start_redis()
-    yield s.redis_url
-    s.stop()
 
 
 def _turn(mid: str, status: str = "completed") -> TurnEntry:

@@ -4,7 +4,6 @@ the next one, one live publish per batch, and a batch is atomic (fenced, termina
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,7 +15,6 @@ from shared.ids import new_id, now_ms
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 from shared.stores.session_log import UserEntry
-from tests.stack import Stack
 from worker.appender import Appender
 from worker.emitter import Emitter
 from worker.resp import RespConnection
@@ -24,13 +22,6 @@ from worker.resp import RespConnection
 pytestmark = pytest.mark.anyio
 SETTINGS = Settings()
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    s = Stack()
-    s.start_redis()
-    yield s.redis_url
-    s.stop()
 
 
 def _done(msg: str) -> Done:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -21,13 +20,6 @@ from worker.resp import RespConnection
 
 SETTINGS = Settings(lease_s=1.0)
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    s = Stack()
-    s.start_redis()
-    yield s.redis_url
-    s.stop()
 
 
 async def _records(redis, n: int, lease_until: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]

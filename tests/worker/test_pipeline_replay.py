@@ -3,8 +3,6 @@ worker cannot rebuild the conversation from what is left, so it says so and star
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import msgspec
 import pytest
 from arq.connections import ArqRedis
@@ -18,19 +16,11 @@ from shared.stores.session_log import UserEntry
 from shared.stores.sessions import SessionStore
 from tests.faults.harness import effective_tokens
 from tests.sse import Ev
-from tests.stack import Stack
 from worker import pipeline
 from worker.deps import Deps, tool_registry
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    s = Stack()
-    s.start_redis()
-    yield s.redis_url
-    s.stop()
 
 
 async def test_regression_18_5_a_retry_over_a_trimmed_stream_resets_instead_of_replaying_a_gap(redis_url):

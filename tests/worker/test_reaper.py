@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import msgspec
 import pytest
 from arq.connections import ArqRedis
@@ -14,19 +12,11 @@ from shared.settings import Settings
 from shared.stores.messages import MessageStore, Record
 from shared.stores.session_log import UserEntry
 from shared.stores.sessions import SessionStore
-from tests.stack import Stack
 from worker.deps import Deps
 from worker.reaper import reap_once
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    s = Stack()
-    s.start_redis()
-    yield s.redis_url
-    s.stop()
 
 
 class Snapshot(MessageStore):
