@@ -182,6 +182,7 @@ async def _dev_prepare(url: str, key: str | None, namespace: str, data: Path | N
     ``env`` (AGENTSTREAM_DEV_API_KEY), ``kept`` (the key a previous run saved under the data
     dir, still valid) or ``new`` (a fresh key; the ones earlier runs printed are revoked, so a
     key pasted somewhere long ago does not stay valid forever)."""
+    from shared.ids import now_ms
     from shared.stores.apikeys import KeyStore
     from shared.stores.tenancy import TenantStore, hash_key
 
@@ -192,7 +193,7 @@ async def _dev_prepare(url: str, key: str | None, namespace: str, data: Path | N
             store = KeyStore(redis)
             saved = _read_key(data) if data is not None and not new_key else None
             ns_known = await redis.get(keys_module.namespace_by_name(namespace))
-            if saved and ns_known and (await store.validity([hash_key(saved)], time_ms()))[hash_key(saved)] is None:
+            if saved and ns_known and (await store.validity([hash_key(saved)], now_ms()))[hash_key(saved)] is None:
                 key, origin = saved, "kept"
             else:
                 for old in await store.all():
@@ -212,10 +213,6 @@ async def _dev_prepare(url: str, key: str | None, namespace: str, data: Path | N
         return key, ns_id, origin
     finally:
         await redis.aclose()
-
-
-def time_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _read_key(data: Path) -> str | None:

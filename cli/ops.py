@@ -25,6 +25,7 @@ import redis.exceptions
 from shared import connect, cursor, keys
 from shared.errors import NotFound
 from shared.events import TERMINAL
+from shared.ids import now_ms
 from shared.settings import Settings
 from shared.stores import archive, compaction, event_log, session_log
 from shared.stores.messages import MessageStore
@@ -336,7 +337,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 @_command
 def cmd_backlog(settings: Settings, args: argparse.Namespace) -> int:
     async def work(r: aioredis.Redis) -> tuple[int, int, float | None]:
-        now = time.time() * 1000
+        now = now_ms()
         async with r.pipeline(transaction=False) as pipe:
             pipe.zcard(keys.COMPACT)
             pipe.zcount(keys.COMPACT, "-inf", now)
