@@ -161,3 +161,42 @@ def test_the_readme_samples_print_what_the_readme_shows(dev: Dev) -> None:
                 assert diff is None, f"{where}\nthe output differs from the README's:\n{diff}"
     finally:
         shell.close()
+
+
+# The matcher itself (pure): what it lets through and what it does not.
+
+def test_a_changed_figure_fails_and_masked_values_do_not() -> None:
+    shown = '{"session_id":"ses_m4zax9alsv6pvy4n","confidence":0.75,"latency_ms":3.7,"created_at":"2026-12-01T06:38:30.759Z"}'
+    same = '{"session_id":"ses_0000000000000001","confidence":0.75,"latency_ms":12.0,"created_at":"2027-01-02T00:00:00.000Z"}'
+    assert readme.compare(shown, same, readme.Bindings()) is None
+    assert readme.compare(shown, same.replace("0.75", "0.9"), readme.Bindings()) is not None
+
+
+def test_an_id_stands_for_one_value_everywhere() -> None:
+    b = readme.Bindings()
+    assert readme.compare("x-message-id: msg_wvnoeugxxh7coras", "x-message-id: msg_aaaaaaaaaaaaaaaa", b) is None
+    assert readme.compare('{"message_id":"msg_wvnoeugxxh7coras"}', '{"message_id":"msg_bbbbbbbbbbbbbbbb"}', b) is not None
+    assert b.apply("export MID=msg_wvnoeugxxh7coras") == "export MID=msg_aaaaaaaaaaaaaaaa"
+    # within one output too
+    assert readme.compare("msg_wvnoeugxxh7coras msg_wvnoeugxxh7coras", "msg_aaaaaaaaaaaaaaaa msg_cccccccccccccccc",
+                          readme.Bindings()) is not None
+
+
+def test_elisions_stand_for_text_in_a_line_and_for_whole_lines() -> None:
+    shown = "retry: 2000\n…        (the tokens)\nevent: done\ndata: {\"tool_calls_made\":2,…}"
+    actual = "retry: 2000\nevent: token\ndata: {}\n\nevent: done\ndata: {\"tool_calls_made\":2,\"x\":1}"
+    assert readme.compare(shown, actual, readme.Bindings()) is None
+    assert readme.compare(shown, actual.replace("tool_calls_made\":2", "tool_calls_made\":3"), readme.Bindings())
+    assert readme.compare("", "something printed", readme.Bindings()) is not None
+
+
+def test_a_sample_is_run_unless_marked_with_a_reason() -> None:
+    page = "```sh\n$ echo hi\nhi\n```\n<!-- not run: needs a GPU for this one -->\n```python\nboom()\n```\n" \
+           "```yaml\na: 1\n```\n```python\nprint(1)\n```\n<!-- output -->\n```\n1\n```\n"
+    run, skipped = readme.steps(page)
+    assert [(s.kind, s.code, s.expected) for s in run] == [("sh", "echo hi", "hi"), ("python", "print(1)", "1")]
+    assert [s.reason for s in skipped] == ["needs a GPU for this one"]
+    with pytest.raises(ValueError, match="needs a reason"):
+        readme.steps("<!-- not run -->\n```sh\nmake run\n```\n")
+    with pytest.raises(ValueError, match="no sample right above"):
+        readme.steps("```text\nx\n```\n<!-- output -->\n```\ny\n```\n")
