@@ -42,7 +42,7 @@ def table(e2e: dict[str, Any]) -> str:
               "¬1 term: messages without exactly one terminal event (incl. unfinished after the drain and "
               "HTTP errors); retried: messages that ran more than once (a lapsed lease); "
               "Redis B/msg: used_memory growth over the run / messages ended"]
-    lines += ["", "targets (issue 16)"]
+    lines += ["", "targets"]
     for t in targets(e2e):
         lines.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}  {_fmt(t['value'])}  (goal {t['goal']})")
     return "\n".join(lines)

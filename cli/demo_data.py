@@ -76,7 +76,8 @@ DEMO_DOCUMENTS: list[dict[str, Any]] = [
     _doc("Agent tool confirmations", "Tools that create, update or delete ask the user first. The run pauses "
          "on a confirmation event and resumes when the answer arrives.", "product", 2024, "agents", "tools"),
     _doc("Session quotas", "Sessions may cap messages, tokens, tool calls and duration. A message over quota is "
-         "refused with 429 before any work starts.", "product", 2023, "sessions", "quotas"),
+         "refused with 403 before any work starts; one over the session's rate limit with 429.",
+         "product", 2023, "sessions", "quotas"),
     _doc("Session memory", "Positive feedback stores the exchange in user memory when memory is enabled, and "
          "later prompts include the remembered facts.", "product", 2023, "sessions", "memory"),
     _doc("Graceful shutdown of the gateway", "On SIGTERM the gateway stops accepting streams, tells clients to "

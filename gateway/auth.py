@@ -43,7 +43,7 @@ async def authenticate(request: Request) -> Caller:
                 raise Unauthorized(
                     "API keys are not accepted in URLs: pass a stream token as ?access_token= (from the "
                     "X-Stream-Token header of the send, or POST .../stream-token), or send the key in "
-                    "the Authorization header", code="api_key_in_url")
+                    "the Authorization header", code="api_key_in_url", details={"parameter": "access_token"})
         if key is not None and stream_tokens.looks_like(key):
             return await _token_caller(request, key)
     principal = await svc.tenants.authenticate(key)
@@ -66,15 +66,17 @@ async def _token_caller(request: Request, token: str) -> Caller:
     try:
         claims = stream_tokens.verify(await svc.stream_token_secret(), token)
     except stream_tokens.TokenError as exc:
-        raise Unauthorized(str(exc), code=exc.code) from None
+        raise Unauthorized(str(exc), code=exc.code, details={"parameter": "access_token"}) from None
     params = request.path_params
     if claims.ses != params.get("session_id") or claims.msg != params.get("message_id"):
-        raise Unauthorized("This stream token is for another event stream", code="stream_token_mismatch")
+        raise Unauthorized("This stream token is for another event stream", code="stream_token_mismatch",
+                           details={"parameter": "access_token"})
     principal = await svc.tenants.authenticate_id(claims.kid)
     given = request.headers.get("x-namespace") or request.query_params.get("namespace")
     if claims.ns not in principal.namespaces or (
             given and await svc.tenants.resolve_namespace(principal, given) != claims.ns):
-        raise Unauthorized("This stream token is for another namespace", code="stream_token_mismatch")
+        raise Unauthorized("This stream token is for another namespace", code="stream_token_mismatch",
+                           details={"parameter": "access_token"})
     await check_rate(svc.redis, svc.settings, principal.key_hash)
     request.state.key_hash = principal.key_hash
     request.state.principal = principal

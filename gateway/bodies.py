@@ -60,7 +60,7 @@ def parse(raw: bytes, type_: type[T], *, optional: bool = False) -> T:
     try:
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"Malformed JSON: {exc}", code="malformed_json") from None
+        raise BadRequest(f"Malformed JSON: {exc}", code="malformed_json", details={"error": str(exc)}) from None
     except RecursionError:  # nesting deeper than the decoder itself goes
         raise _too_deep() from None
     if depth_exceeds(data, MAX_JSON_DEPTH):

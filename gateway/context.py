@@ -13,6 +13,7 @@ from gateway.hub import Hub
 from gateway.keywatch import KeyWatch
 from gateway.limits import OpenStreams
 from shared import keys
+from shared.errors import Unavailable
 from shared.settings import Settings
 from shared.stores.messages import MessageStore
 from shared.stores.sessions import SessionStore
@@ -32,6 +33,12 @@ class Services:
     keywatch: KeyWatch | None = None
     draining: bool = False
     token_secret: bytes = b""  # from the settings, or loaded from Redis on first use
+
+    def refuse_when_draining(self) -> None:
+        """After SIGTERM: new sends and new streams go to another gateway (gateway/main.py)."""
+        if self.draining:
+            raise Unavailable("This gateway is shutting down; retry", code="draining",
+                              headers={"Retry-After": "1"}, details={"retryable": True, "retry_after_seconds": 1})
 
     async def stream_token_secret(self) -> bytes:
         """The HMAC secret of stream tokens: the setting, or one shared through Redis (made

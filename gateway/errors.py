@@ -33,8 +33,10 @@ _HTTP_TYPES = {
 
 def error_response(status: int, message: str, type_: str | None = None, code: str | None = None,
                    details: dict[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> Response:
+    # `details` is always an object (empty when there is nothing to add), so a client can read
+    # `error.details.get(...)` on any error without a None check.
     body = ErrorResponse(status=status, error=ErrorDetail(
-        message=message, type=type_ or _HTTP_TYPES.get(status, "Error"), code=code, details=details))
+        message=message, type=type_ or _HTTP_TYPES.get(status, "Error"), code=code, details=details or {}))
     return Response(_encoder.encode(body), status_code=status, media_type="application/json",
                     headers=headers)
 

@@ -2,11 +2,16 @@
 
 On SIGTERM: stop taking new messages (503 + Retry-After), tell every open SSE stream to
 reconnect (``retry:`` then close; the client resumes with Last-Event-ID on another replica),
-then let uvicorn finish. Kubernetes: a preStop sleep of a few seconds lets the endpoint leave
-the load balancer first; terminationGracePeriodSeconds must exceed it plus ~5 s.
+keep listening for ``AGENTSTREAM_GATEWAY_DRAIN_S`` so that a send still routed here gets that
+503 rather than a refused connection, then let uvicorn finish. A second signal, or SIGINT (a
+Ctrl-C), stops at once. Kubernetes: a preStop sleep of a few seconds lets the endpoint leave
+the load balancer first; terminationGracePeriodSeconds must exceed it plus the drain plus ~5 s.
 """
 
 from __future__ import annotations
+
+import asyncio
+import signal
 
 import uvicorn
 
@@ -18,7 +23,26 @@ from shared.settings import Settings
 
 
 class _Server(uvicorn.Server):
+    drain_s: float = 0.0
+
     def handle_exit(self, sig: int, frame: object) -> None:  # type: ignore[override]
+        services = self._services()
+        first = services is not None and not services.draining
+        if services is not None:
+            services.draining = True
+            services.hub.close_all("shutdown")
+        if first and sig == signal.SIGTERM and self.drain_s > 0:
+            # uvicorn closes its listener at once: a send routed here before the load balancer
+            # noticed would be refused with no answer at all. Answer it 503 `draining` instead.
+            loop = asyncio.get_event_loop()
+            loop.call_soon_threadsafe(loop.call_later, self.drain_s, self._exit, sig, frame)
+            return
+        self._exit(sig, frame)
+
+    def _exit(self, sig: int, frame: object) -> None:
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    def _services(self):  # type: ignore[no-untyped-def]
         app = self.config.loaded_app
         services = getattr(getattr(getattr(app, "app", app), "state", None), "services", None)
         if services is None:  # middleware wraps the app; find the Starlette instance
@@ -26,10 +50,7 @@ class _Server(uvicorn.Server):
             while inner is not None and services is None:
                 services = getattr(getattr(inner, "state", None), "services", None)
                 inner = getattr(inner, "app", None)
-        if services is not None:
-            services.draining = True
-            services.hub.close_all("shutdown")
-        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+        return services
 
 
 def run(settings: Settings, redis_url: str | None = None) -> None:
@@ -44,6 +65,8 @@ def run(settings: Settings, redis_url: str | None = None) -> None:
                             http=protocol_class(settings.max_request_line_bytes, settings.max_header_bytes),
                             timeout_graceful_shutdown=5, access_log=False, lifespan="on", log_config=None)
     try:
-        _Server(config).run()
+        server = _Server(config)
+        server.drain_s = settings.gateway_drain_s
+        server.run()
     finally:
         tracing.shutdown()

@@ -107,6 +107,9 @@ class Settings:
     fallback_poll_s: float = 1.0  # arq poll when no wake-up arrives
     message_deadline_s: int = 900
     worker_drain_s: int = 10
+    # SIGTERM: a gateway keeps its listener this long, answering sends 503 `draining` (its open
+    # streams are handed over at once), so a client routed to it meanwhile gets an answer.
+    gateway_drain_s: float = 2.0
     builtin_token_delay_ms: int = 0
     # Built-in model pacing, like an LLM's time to first token: each model step waits this long
     # before its first output (bench's end-to-end scenario, demos). 0 = none.
@@ -186,7 +189,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()}: must be > 0")
-        for name in ("builtin_token_delay_ms", "builtin_first_token_delay_ms"):
+        for name in ("builtin_token_delay_ms", "builtin_first_token_delay_ms", "gateway_drain_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{PREFIX}{name.upper()}: must be >= 0")
         if self.message_record_ttl_s < self.message_stream_ttl_s:

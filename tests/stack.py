@@ -65,8 +65,11 @@ class Stack:
         # organisation, which the SDKs would read by themselves) never leak into a test stack.
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("AGENTSTREAM_", "ANTHROPIC_", "OPENAI_"))}
+        # No drain period on SIGTERM unless a test asks for one (tests/gateway/test_drain.py): the
+        # suite stops gateways often, and 2 s each adds up.
         env.update({"AGENTSTREAM_REDIS_URL": self.redis_url, "AGENTSTREAM_LOG_LEVEL": "warning",
-                    "AGENTSTREAM_FALLBACK_TO_BUILTIN": "true", "PYTHONUNBUFFERED": "1"})
+                    "AGENTSTREAM_FALLBACK_TO_BUILTIN": "true", "AGENTSTREAM_GATEWAY_DRAIN_S": "0",
+                    "PYTHONUNBUFFERED": "1"})
         env.update(self.env)
         env.update(extra or {})
         return env

@@ -85,6 +85,7 @@ async def _events(svc: Services, ses_id: str, after: tuple[str, tuple[int, int]]
 async def session_events(request: Request) -> Response:
     caller = await authenticate(request)
     svc = services(request)
+    svc.refuse_when_draining()
     ses_id = request.path_params["session_id"]
     await svc.sessions.load(caller.namespace_id, ses_id)
     after = parse_cursor(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))

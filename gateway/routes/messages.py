@@ -76,9 +76,7 @@ async def send_message(request: Request) -> Response:
     the first stream read (see the README's note on the send path)."""
     caller = await authenticate(request)
     svc = services(request)
-    if svc.draining:
-        raise Unavailable("This gateway is shutting down; retry", code="draining",
-                          headers={"Retry-After": "1"}, details={"retryable": True, "retry_after_seconds": 1})
+    svc.refuse_when_draining()
     ses_id = request.path_params["session_id"]
     try:
         if not ses_id.startswith("ses_"):
@@ -166,6 +164,7 @@ async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[in
     """``slot``: already acquired by a caller that must refuse before it records anything."""
     svc = services(request)
     if slot is None:
+        svc.refuse_when_draining()
         slot = stream_slot(request)
         await slot.acquire()
     try:

@@ -374,7 +374,7 @@ def _accept_error(text: str, ses_id: str) -> Exception:
                           code="session_terminated", details={"session_id": ses_id})
     if text.startswith("IDEMPOTENCY_MISMATCH"):
         return Conflict("Idempotency-Key was already used with a different request body",
-                        code="idempotency_key_reused")
+                        code="idempotency_key_reused", details={"session_id": ses_id, "header": "Idempotency-Key"})
     if text.startswith("QUOTA"):
         code = text.split()[1]
         return Forbidden(QUOTA_MESSAGES.get(code, "Session quota exceeded"), code=f"quota_{code}",

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from shared import keys
 from shared.errors import NotFound, Unauthorized
-from shared.ids import new_id, now_ms
+from shared.ids import iso, new_id, now_ms
 
 FULL, READ = "full", "read"
 SCOPES = (FULL, READ)
@@ -59,11 +59,11 @@ def _int(record: dict[bytes, bytes], name: str) -> int:
 
 def check_record(record: dict[bytes, bytes], now: int) -> None:
     """Refuse a revoked or expired key (the record exists)."""
-    if _int(record, "revoked_ms"):
-        raise Unauthorized("This API key was revoked", code="key_revoked")
+    if revoked := _int(record, "revoked_ms"):
+        raise Unauthorized("This API key was revoked", code="key_revoked", details={"revoked_at": iso(revoked)})
     expires = _int(record, "expires_ms")
     if expires and expires <= now:
-        raise Unauthorized("This API key has expired", code="key_expired")
+        raise Unauthorized("This API key has expired", code="key_expired", details={"expired_at": iso(expires)})
 
 
 class TenantStore:
@@ -112,14 +112,16 @@ class TenantStore:
 
     async def authenticate(self, api_key: str | None) -> Principal:
         if not api_key:
-            raise Unauthorized("Missing API key: send Authorization: Bearer <key>", code="missing_api_key")
+            raise Unauthorized("Missing API key: send Authorization: Bearer <key>", code="missing_api_key",
+                               details={"header": "Authorization", "scheme": "Bearer"})
         return await self._principal(hash_key(api_key))
 
     async def authenticate_id(self, key_id: str) -> Principal:
         """The principal of a key named by its public id (a stream token names its key so)."""
         h = await self.redis.get(keys.api_key_id(key_id)) if key_id.startswith("key_") else None
         if h is None:
-            raise Unauthorized("The API key behind this token no longer exists", code="invalid_api_key")
+            raise Unauthorized("The API key behind this token no longer exists", code="invalid_api_key",
+                               details={"parameter": "access_token"})
         return await self._principal(h.decode())
 
     async def _principal(self, h: str) -> Principal:
@@ -131,7 +133,7 @@ class TenantStore:
         # The lookup is by hash already; the constant-time compare keeps it that way if the
         # lookup ever changes to a prefix index.
         if not record or not hmac.compare_digest(stored, h):
-            raise Unauthorized("Invalid API key", code="invalid_api_key")
+            raise Unauthorized("Invalid API key", code="invalid_api_key", details={"header": "Authorization"})
         now = now_ms()
         check_record(record, now)
         key_id = record[b"id"].decode() if b"id" in record else await self.adopt(h)

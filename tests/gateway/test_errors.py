@@ -1,9 +1,11 @@
-"""The error mapping: an unexpected exception is one log line with a request id (issue 15.3)."""
+"""The error mapping: an unexpected exception is one log line with a request id (issue 15.3);
+every error carries a details object (issue 19)."""
 
 from __future__ import annotations
 
 import logging
 
+import httpx
 import pytest
 from starlette.requests import Request
 from starlette.routing import Route
@@ -11,6 +13,8 @@ from starlette.testclient import TestClient
 
 from gateway import errors
 from gateway.app import GatewayApp
+from shared.errors import NotFound
+from tests.stack import Proc
 
 
 async def boom(request: Request) -> None:
@@ -33,3 +37,38 @@ def test_unexpected_exception_logs_one_line_with_the_request_id_not_a_traceback(
     assert len(records) == 2 and all(rec.exc_info is None for rec in records)
     assert "RecursionError" in records[0].getMessage() and "request_id=abc-123" in records[0].getMessage()
     assert all(len(rec.getMessage()) < 400 and "\n" not in rec.getMessage() for rec in records)
+
+
+def test_an_error_without_details_still_carries_a_details_object() -> None:
+    async def plain(request: Request) -> None:
+        raise NotFound("Nothing here", code="session_not_found")
+
+    app = GatewayApp(routes=[Route("/plain", plain)], exception_handlers=errors.HANDLERS)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        r = client.get("/plain")
+        missing = client.get("/no-such-route")
+    assert r.status_code == 404 and r.json()["error"]["details"] == {}
+    assert missing.json()["error"]["code"] == "route_not_found" and missing.json()["error"]["details"] == {}
+
+
+@pytest.mark.integration
+def test_401_malformed_json_and_a_reused_idempotency_key_carry_details(gateway: Proc, api: httpx.Client) -> None:
+    """The README once said errors always carry details; these three carried none (issue 19)."""
+    anonymous = httpx.post(gateway.url + "/v1/agents/sessions", json={})
+    wrong = httpx.post(gateway.url + "/v1/agents/sessions", json={}, headers={"Authorization": "Bearer sk_nope"})
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["details"] == {
+        "header": "Authorization", "scheme": "Bearer"}
+    assert wrong.status_code == 401 and wrong.json()["error"]["details"] == {"header": "Authorization"}
+
+    malformed = api.post("/v1/agents/sessions", content=b'{"agent_config": ', headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "malformed_json"
+    assert malformed.json()["error"]["details"]["error"] in malformed.json()["error"]["message"]
+
+    sid = api.post("/v1/agents/sessions", json={"agent_config": {}}).json()["session_id"]
+    first = api.post(f"/v1/agents/sessions/{sid}/messages", json={"content": "hello", "stream": False},
+                     headers={"Idempotency-Key": "k-1"})
+    again = api.post(f"/v1/agents/sessions/{sid}/messages", json={"content": "other", "stream": False},
+                     headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 200
+    assert again.status_code == 409 and again.json()["error"]["code"] == "idempotency_key_reused"
+    assert again.json()["error"]["details"] == {"session_id": sid, "header": "Idempotency-Key"}
