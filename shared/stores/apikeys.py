@@ -121,20 +121,25 @@ class KeyStore:
         return await self.get(key_id)
 
     async def rotate(self, key_id: str, grace_ms: int) -> tuple[str, KeyInfo, KeyInfo]:
-        """A new key with the old one's namespaces, scope and name; the old one stays valid for
-        ``grace_ms`` more (or less, if it expires sooner). Returns (secret, new, old)."""
+        """A new key with the old one's namespaces, scope, name and lifetime (a key made to expire
+        after 30 days is replaced by one that expires 30 days from now: rotating must not turn an
+        expiring key into a permanent one); the old one stays valid for ``grace_ms`` more (or
+        less, if it expires sooner). Returns (secret, new, old)."""
         old = await self.get(key_id)
         if old.status(now_ms()) != "active":
             raise ValueError(f"key {key_id} is {old.status(now_ms())}: only an active key can be rotated")
         h = await self._hash_of(key_id)
         ns_ids = sorted(n.decode() for n in await self.redis.smembers(keys.api_key(h) + ":ns"))
         secret = new_api_key()
+        now = now_ms()
+        expires = now + (old.expires_ms - old.created_ms) if old.expires_ms else 0
         for ns_id in ns_ids:
             name = await self.redis.hget(keys.namespace(ns_id), "name")
             await self.tenants.register_key(secret, name.decode() if name else ns_id, old.org_id,
-                                            name=old.name, scope=old.scope, origin=old.origin)
+                                            name=old.name, scope=old.scope, origin=old.origin,
+                                            expires_ms=expires)
         new_id = (await self.redis.hget(keys.api_key(hash_key(secret)), "id")).decode()
-        until = now_ms() + grace_ms
+        until = now + grace_ms
         if not old.expires_ms or until < old.expires_ms:
             await self.redis.hset(keys.api_key(h), mapping={"expires_ms": max(until, 1), "rotated_to": new_id})
         return secret, await self.get(new_id), await self.get(key_id)

@@ -84,6 +84,18 @@ def test_rotate_prints_a_new_key_and_keeps_the_old_for_the_grace(cli, rstack):
     assert p_new.expires_ms == 0
 
 
+def test_rotating_an_expiring_key_keeps_its_lifetime(cli, rstack):
+    """A 30-day key is replaced by a 30-day key, not by one that never expires."""
+    ns = f"cli-{time.time_ns()}"
+    old = cli("keys", "create", "--namespace", ns, "--expires", "30d")[1].strip()
+    before = authenticate(rstack, old)
+    lifetime = before.expires_ms - now_ms()
+    new = cli("keys", "rotate", before.key_id, "--grace", "1h")[1].strip()
+    p_new = authenticate(rstack, new)
+    assert lifetime - 60_000 < p_new.expires_ms - now_ms() <= lifetime + 60_000
+    assert authenticate(rstack, old).expires_ms <= now_ms() + 3_600_000
+
+
 def test_bad_arguments_are_refused_with_a_clear_message(cli, capsys):
     with pytest.raises(SystemExit):
         main(["keys", "create", "--namespace", "x", "--expires", "soon"])
