@@ -289,7 +289,7 @@ def test_a_job_started_by_a_worker_that_died_before_claiming_is_restarted(ctx, s
 
             arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=msgspec.json.encode,
                            job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
-            await jobs.enqueue(arq, redis, Settings(), sid, mid)
+            await jobs.enqueue(arq, Settings(), sid, mid)
         finally:
             await redis.aclose()
 

@@ -1,0 +1,21 @@
+"""Worker faults, bodies unchanged, on Cluster and Sentinel: a SIGKILLed worker's answer is
+taken over and completes exactly; a cancel while running stops it with one terminal event.
+(Standalone runs the same bodies in tests/faults/test_workers.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.test_workers import (  # noqa: F401 - collected here with this package's fixtures
+    POISON,
+    ctx,
+    test_cancel_while_running_stops_promptly_with_one_terminal,
+    test_sigkill_mid_answer_completes_on_another_worker_within_15s,
+)
+
+pytestmark = pytest.mark.faults
+# Read by the package's ``stack`` fixture: the settings tests/faults/test_workers.py runs with.
+STACK_ENV = {"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "40", "AGENTSTREAM_LEASE_S": "2",
+             "AGENTSTREAM_REAPER_INTERVAL_S": "0.5", "AGENTSTREAM_WORKER_DRAIN_S": "1",
+             "AGENTSTREAM_FAULT_CRASH_MARKER": POISON, "AGENTSTREAM_MAX_TRIES": "3"}
+WORKERS = 2
