@@ -127,7 +127,7 @@ class MessageStore:
         self.queue = queue if queue is not None else redis
         # A cluster client publishes live entries on the session's shard (SPUBLISH); a client
         # that retries a write after a failover sends a batch token so the retry is a no-op.
-        sharded = backends.is_cluster(redis)
+        self._sharded = sharded = backends.is_cluster(redis)
         self._retries = backends.retries_writes(redis)
         self._append = redis.register_script(scripts.APPEND_SHARDED if sharded else scripts.APPEND)
         self._claim = redis.register_script(scripts.CLAIM)
@@ -166,7 +166,18 @@ class MessageStore:
         a: list[Any] = [msg_id, encode_entry(user_entry), now, body_hash if idem_key_hash else "",
              self.settings.idempotency_ttl_s, self.settings.message_record_ttl_s, content, ns_id, strategy,
              self.settings.stream_maxlen, keys.live_channel(ses_id, msg_id)]
-        for _ in range(2):
+        if self._sharded:
+            # A cluster pipeline takes no scripts: the index entries first (each its own slot),
+            # then the script on the session's slot; a gateway dying in between is the same case.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.ACTIVE, {member: now + 5_000})
+                pipe.set(keys.message_session(msg_id), ses_id, ex=self.settings.message_record_ttl_s)
+                await pipe.execute()
+            try:
+                reply = await self._accept(keys=k, args=a)
+            except ResponseError as exc:
+                reply = exc
+        for _ in range(0 if self._sharded else 2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zadd(keys.ACTIVE, {member: now + 5_000})
                 pipe.set(keys.message_session(msg_id), ses_id, ex=self.settings.message_record_ttl_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shared import keys
 from shared.settings import Settings
-from shared.stores.messages import MessageStore
+from shared.stores.messages import MessageStore, append_args
 from tests.gateway.test_messages import (  # noqa: F401 - collected here with this package's fixtures
     test_cancel_after_the_end_is_a_no_op,
     test_cursor_ahead_of_the_stream_resets,
@@ -29,15 +29,13 @@ def test_a_retried_append_batch_is_not_appended_twice(stack, api):
 
     async def go(redis):  # type: ignore[no-untyped-def]
         append = MessageStore(redis, Settings())._append  # the worker's script (SPUBLISH on a cluster)
-        rec_keys = [keys.message(sid, mid), keys.events(sid, mid), keys.session(sid), keys.session_log(sid)]
+        rec_keys, args = append_args(Settings(), sid, mid, "*", [("token", b'{"content":"x"}')], token="b_same")
         await redis.hdel(keys.message(sid, mid), "terminal_type")  # reopen it for the test
         before = await redis.xlen(keys.events(sid, mid))
-        args = ["*", 100, 60, 60, keys.live_channel(sid, mid), "completed", 1, 1, 0, 0, "token",
-                b'{"content":"x"}', "b_same"]
         first = await append(keys=rec_keys, args=args)
         again = await append(keys=rec_keys, args=args)
         return before, first, again, await redis.xlen(keys.events(sid, mid))
 
-    before, first, again, after = stack.redis_call(go)
-    assert len(first) == 1 and again == first
+    before, (ids, handed), again, after = stack.redis_call(go)
+    assert len(ids) == 1 and again == [ids, handed]
     assert after == before + 1
