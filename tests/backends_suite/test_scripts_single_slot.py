@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from shared import keys, scripts
+from shared.settings import Settings
 from shared.stores import confirmations
 
 SCRIPTS = {name: getattr(scripts, name) for name in dir(scripts) if name.isupper()
@@ -28,3 +29,27 @@ def test_session_keys_of_one_session_share_one_slot(redis_cluster):
              keys.live_channel(ses, msg), keys.idempotency(ses, "h"), keys.session_rate(ses),
              keys.confirmation(ses, "c"), keys.session_memory(ses)]
     assert len({node.cluster("keyslot", n) for n in names}) == 1
+
+
+# Scripts that touch arq's keys run where arq's queue lives: the queue Redis on a cluster (a
+# plain server, where slots do not apply), the data Redis elsewhere. RESTART_UNCLAIMED runs only
+# when the two are one server; on a cluster the reaper runs UNCLAIMED_PAST_GRACE and then
+# deletes arq's key on the queue Redis (worker/reaper.py).
+ON_THE_QUEUE = {"ENQUEUE", "START_JOBS"}
+QUEUE_SHARED_ONLY = {"RESTART_UNCLAIMED"}
+
+
+def test_every_script_on_the_data_cluster_gets_the_keys_of_one_slot(redis_cluster):
+    """The stores' own KEYS builders, hashed by a real node: one slot per call."""
+    from shared.stores.jobs import enqueue_args
+    from shared.stores.messages import append_args
+
+    node = redis_cluster.node(redis_cluster.live_primary())
+    s = Settings()
+    append_keys, _ = append_args(s, "ses_abc", "msg_def", 1, [("token", b"{}")])
+    assert len({node.cluster("keyslot", k) for k in append_keys}) == 1
+    queue_keys, _ = enqueue_args(s, "ses_abc", "msg_def")
+    assert all(k.startswith(("arq:", keys.QUEUE, keys.INBOUND)) for k in queue_keys)  # nothing of the session's
+    data_scripts = set(SCRIPTS) - ON_THE_QUEUE - QUEUE_SHARED_ONLY
+    assert {"APPEND", "APPEND_SHARDED", "ACCEPT", "ACCEPT_SHARDED", "CLAIM", "RENEW", "RELEASE", "COMPACT",
+            "UNCLAIMED_PAST_GRACE"} <= data_scripts
