@@ -3,9 +3,11 @@ arq's queue on its own Redis.
 
 Per topology, on Debian's ``redis-server`` (>= 7, no replicas, loopback ports):
 
-* **live path**: ``PRODUCERS`` processes append token events through the worker's own store
-  (``MessageStore.append_raw``: the APPEND script with SPUBLISH) round robin over ``SESSIONS``
-  sessions, as fast as they can, for ``SECONDS``; the gateway's ``ShardedHub`` (one SSUBSCRIBE
+* **live path**: ``PRODUCERS`` processes append token events the way a worker does (its
+  group-commit ``Appender`` over ``worker/routing.py``'s ``ClusterRouter``: one lean connection
+  per primary, the APPEND script with SPUBLISH), every one of ``SESSIONS`` messages streaming at
+  once (one event per append, each message waiting for its previous append, as paced model
+  tokens do), for ``SECONDS``; the gateway's ``ShardedHub`` (one SSUBSCRIBE
   connection per shard) holds a subscription to every message. Reported: events/s appended,
   events/s delivered by the hub, and Redis CPU per event (utime+stime of all primaries from
   ``INFO cpu``, divided by the events appended).
@@ -14,7 +16,8 @@ Per topology, on Debian's ``redis-server`` (>= 7, no replicas, loopback ports):
   cluster), reported as enqueues/s, latency and queue-Redis CPU per message; and the same on
   the standalone layout (queue and wake-up in one Redis) as the baseline.
 
-Run: ``python -m bench.cluster [--quick]``. Writes ``bench/results/cluster.json``.
+Run: ``make bench-cluster`` (``QUICK=1`` for a short run), i.e. ``python -m bench.cluster
+[--quick]``. Writes ``bench/results/cluster.json``.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ import redis
 from arq.connections import ArqRedis
 
 from gateway.shard_hub import ShardedHub
-from shared import backends, keys
+from shared import backends, keys, scripts
 from shared.settings import Settings
 from shared.stores import jobs
-from shared.stores.messages import MessageStore
+from worker.appender import Appender
+from worker.routing import hot_connection
 
 SLOTS = 16384
 PAYLOAD = b'{"content":"token "}'
@@ -116,21 +120,24 @@ def _records(ses_id: str, msg_id: str) -> dict[str, Any]:
 def _produce(env: dict[str, str], pairs: list[tuple[str, str]], seconds: float, out: Any) -> None:
     async def go() -> int:
         settings = Settings.from_env(env)
-        client = backends.from_settings(settings).client()
-        store = MessageStore(client, settings)
-        n = 0
+        backend = backends.from_settings(settings)
+        client = backend.client()
+        conn = hot_connection(backend, client, "bench-append", (scripts.APPEND_SHARDED,))
+        appender = Appender(conn, settings, lambda s, m: asyncio.sleep(0), script=scripts.APPEND_SHARDED)
         deadline = time.monotonic() + seconds
 
-        async def one(chunk: list[tuple[str, str]]) -> int:
+        async def stream(ses_id: str, msg_id: str) -> int:
+            ob = appender.outbox(ses_id, msg_id, 1)
             done = 0
             while time.monotonic() < deadline:
-                for ses_id, msg_id in chunk:
-                    await store.append_raw(ses_id, msg_id, 1, [("token", PAYLOAD)], status="running")
-                    done += 1
+                ob.buf.append(("token", PAYLOAD))
+                appender.submit(ob)
+                await appender.flushed(ob)
+                done += 1
             return done
 
-        lanes = 16
-        n = sum(await asyncio.gather(*(one(pairs[i::lanes]) for i in range(lanes))))
+        n = sum(await asyncio.gather(*(stream(s, m) for s, m in pairs)))
+        await conn.aclose()
         await client.aclose()
         return n
 
@@ -189,7 +196,7 @@ async def queue_cost(topo: Topology, messages: int, same_redis: bool = False) ->
     t0 = time.monotonic()
     for i in range(messages):
         s = time.perf_counter()
-        await jobs.enqueue(arq, client, settings, f"ses_q{i}", f"msg_q{i}")
+        await jobs.enqueue(arq, settings, f"ses_q{i}", f"msg_q{i}")
         lat.append(time.perf_counter() - s)
     elapsed = time.monotonic() - t0
     cpu = topo.cpu_s([topo.queue_port]) - cpu0

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import hiredis
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from worker.resp import Callback, Reply, RespConnection, command
 
@@ -81,7 +82,16 @@ class _Router:
         return reply
 
     def _send(self, cmd: bytes, cb: Callback, key: str, deadline: float | None, ask: str | None) -> None:
-        conn = self._connection(key, ask)
+        try:
+            conn = self._connection(key, ask)
+        except (KeyError, IndexError, RedisError) as exc:  # no map yet, or the slot has no owner now
+            loop = asyncio.get_running_loop()
+            until = deadline if deadline is not None else loop.time() + FAILOVER_WINDOW_S
+            if loop.time() > until:
+                cb(RedisConnectionError(f"{self.name}: no primary serves {key!r}: {exc!r}"))
+            else:
+                self._after_refresh(lambda: self._send(cmd, cb, key, until, None), "UNCOVERED")
+            return
         if ask is not None:
             conn.send(command(b"ASKING"), lambda _: None)  # same connection, same write: next to cmd
 
