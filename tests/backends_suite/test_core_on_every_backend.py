@@ -1,11 +1,17 @@
-"""The core message and resume tests, bodies unchanged, on Cluster and Sentinel (the conftest's
-``stack`` is parametrized; standalone runs the same bodies in tests/gateway/test_messages.py)."""
+"""The core message, resume and compaction tests, bodies unchanged, on Cluster and Sentinel (the
+conftest's ``stack`` is parametrized; standalone runs the same bodies in
+tests/gateway/test_messages.py and tests/gateway/test_compaction.py)."""
 
 from __future__ import annotations
 
 from shared import keys
 from shared.settings import Settings
 from shared.stores.messages import MessageStore, append_args
+from tests.gateway.test_compaction import (  # noqa: F401 - compaction's script and packed reads
+    test_compaction_is_idempotent_and_leaves_running_messages_alone,
+    test_history_keeps_whole_tool_outputs_after_compaction,
+    test_resume_inside_the_folded_tokens_resets_then_delivers_the_kept_events,
+)
 from tests.gateway.test_messages import (  # noqa: F401 - collected here with this package's fixtures
     test_cancel_after_the_end_is_a_no_op,
     test_cursor_ahead_of_the_stream_resets,
