@@ -123,8 +123,10 @@ class MessageStore:
     def __init__(self, redis: aioredis.Redis, settings: Settings, queue: aioredis.Redis | None = None) -> None:
         self.redis = redis
         self.settings = settings
-        # Where arq's queue lives (shared/stores/jobs.py): the data Redis unless on a cluster.
-        self.queue = queue if queue is not None else redis
+        # Where arq's queue lives (shared/stores/jobs.py): the data Redis, except on a cluster,
+        # where a store that may hand a session's turn on must be given the queue's client.
+        self.queue: aioredis.Redis | None = queue if queue is not None else (
+            None if backends.is_cluster(redis) else redis)
         # A cluster client publishes live entries on the session's shard (SPUBLISH); a client
         # that retries a write after a failover sends a batch token so the retry is a no-op.
         self._sharded = sharded = backends.is_cluster(redis)
@@ -355,6 +357,8 @@ class MessageStore:
         # {ids, handed}; an empty reply is what bench.producer's argument-capturing stub returns.
         ids, handed = (reply[0], reply[1]) if reply else ([], b"")
         if handed:
+            if self.queue is None:
+                raise RuntimeError("MessageStore on a cluster was built without its queue client")
             await jobs.enqueue(self.queue, self.settings, ses_id, handed.decode())
         return [i.decode() for i in ids]
 
