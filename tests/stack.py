@@ -143,6 +143,12 @@ class Stack:
             return connect.client(self.redis_url)
         return backends.from_settings(Settings.from_env(self.topology)).client()
 
+    def queue_client(self):  # type: ignore[no-untyped-def]
+        """A client for arq's keys and the inbound stream (the queue Redis on a cluster)."""
+        if not self.topology:
+            return connect.client(self.redis_url)
+        return backends.from_settings(Settings.from_env(self.topology)).queue_client()
+
     def redis_call(self, fn):  # type: ignore[no-untyped-def]
         """Run ``await fn(redis)`` against this stack's Redis and return its result."""
 
