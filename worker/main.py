@@ -15,7 +15,9 @@
 * Built for thousands of concurrent jobs (issue 16): a job mostly waits on a model, so
   ``AGENTSTREAM_MAX_JOBS`` is large; events are group-committed through one pipelined
   connection (``worker/appender.py``); leases are renewed for all jobs in one round trip on
-  a connection of their own (``worker/leases.py``); the event loop is uvloop.
+  a connection of their own (``worker/leases.py``); the event loop is uvloop. On a cluster
+  each of the two is one connection per primary, and behind Sentinel one that follows the
+  primary (``worker/routing.py``).
 """
 
 from __future__ import annotations
