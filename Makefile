@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run reset test test-faults test-browser lint typecheck bench clients clean
+.PHONY: help run reset test test-faults test-browser lint typecheck bench bench-cluster clients clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ lint: $(STAMP) ## ruff, mypy and the import layers contract
 
 bench: $(STAMP) ## benchmark against the naive baseline, the ceiling and the peer, end to end too (QUICK=1: ~2 min)
 	$(BIN)/agentstream bench $(if $(QUICK),--quick,)
+
+bench-cluster: $(STAMP) ## Redis Cluster: events/s and Redis CPU per event on 1 vs 3 primaries, and the queue's cost (QUICK=1)
+	$(BIN)/python -m bench.cluster $(if $(QUICK),--quick,)
 
 clients: $(STAMP) ## build the Python client's wheel into dist/ (the JavaScript client is clients/js/agentstream.js)
 	$(BIN)/python -m pip wheel -q --no-deps -w dist clients/python

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from shared import connect
+from shared import backends
 from shared.ids import iso, now_ms
 from shared.settings import Settings
 from shared.stores.apikeys import KeyInfo, KeyNotFound, KeyStore
@@ -51,7 +51,7 @@ def parse_expiry_ms(text: str) -> int:
 
 def _run(settings: Settings, fn: Callable[[KeyStore], Awaitable[Any]]) -> Any:
     async def go() -> Any:
-        redis = connect.client(connect.resolve_url(settings.redis_url, settings.data_dir))
+        redis = backends.from_settings(settings).client()  # standalone, Cluster or Sentinel alike
         try:
             return await fn(KeyStore(redis))
         finally:

@@ -22,7 +22,7 @@ from typing import IO, Any, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from shared import connect, cursor, keys
+from shared import backends, cursor, keys
 from shared.errors import NotFound
 from shared.events import TERMINAL
 from shared.ids import now_ms
@@ -68,10 +68,10 @@ def _command(fn: Command) -> Command:
 
 
 def _with_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-    url = connect.resolve_url(settings.redis_url, settings.data_dir)
+    backend = backends.from_settings(settings)  # standalone, Cluster or Sentinel alike
 
     async def go() -> T:
-        client = connect.client(url)
+        client = backend.client()
         try:
             return await work(client)
         finally:

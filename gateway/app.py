@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 from arq.connections import ArqRedis
@@ -26,7 +27,8 @@ from gateway.routes import console as console_routes
 from gateway.routes import messages as message_routes
 from gateway.routes import sessions as session_routes
 from gateway.routes import tokens as token_routes
-from shared import connect, keys, metrics
+from gateway.shard_hub import ShardedHub
+from shared import backends, keys, metrics
 from shared.ids import now_ms
 from shared.settings import Settings
 from shared.stores.apikeys import KeyStore
@@ -37,18 +39,22 @@ from shared.stores.tenancy import TenantStore
 WORKER_ALIVE_MS = 10_000
 
 
-def create_app(settings: Settings, redis_url: str) -> Starlette:
+def create_app(settings: Settings, redis_url: str | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        redis = connect.client(redis_url, max_connections=settings.redis_pool_size)
-        arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=msgspec.json.encode,
+        backend = backends.from_settings(settings, redis_url)
+        redis = backend.client(max_connections=settings.redis_pool_size)
+        await backend.check(redis)
+        # arq's keys and the inbound stream: the data Redis, or their own Redis on a cluster
+        queue = redis if backend.queue_shared else backend.queue_client(max_connections=settings.redis_pool_size)
+        arq = ArqRedis(connection_pool=queue.connection_pool, job_serializer=msgspec.json.encode,
                        job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
-        hub = Hub(redis_url, buffer=settings.subscriber_buffer, heartbeat_s=settings.heartbeat_s)
+        hub = live_hub(backend, redis, settings)
         await hub.start()
         keywatch = KeyWatch(KeyStore(redis), settings.key_check_s)
         keywatch.start()
         app.state.services = Services(settings=settings, redis=redis, arq=arq, hub=hub,
-                                      messages=MessageStore(redis, settings),
+                                      messages=MessageStore(redis, settings, queue=arq),
                                       sessions=SessionStore(redis, settings), tenants=TenantStore(redis),
                                       keywatch=keywatch,
 
@@ -62,6 +68,8 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         finally:
             await keywatch.stop()
             await hub.stop()
+            if queue is not redis:
+                await queue.aclose()
             await redis.aclose()
 
     # Observe outermost: it sees every answer, CORS ones too. StreamGuard ends open streams
@@ -103,6 +111,14 @@ class GatewayApp(Starlette):
                 if scope["type"] != "http":
                     raise  # lifespan failures must stop the process
         return answered
+
+
+def live_hub(backend: backends.Backend, redis: Any, settings: Settings) -> Hub:
+    """One SUBSCRIBE connection to the primary (asked of the sentinels at each connect), or on a
+    cluster one SSUBSCRIBE connection per shard that has subscribers."""
+    if backend.sharded:
+        return ShardedHub(redis, buffer=settings.subscriber_buffer, heartbeat_s=settings.heartbeat_s)
+    return Hub(backend.primary_url, buffer=settings.subscriber_buffer, heartbeat_s=settings.heartbeat_s)
 
 
 def _optional_routes() -> list[Route]:

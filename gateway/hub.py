@@ -19,9 +19,11 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote, urlparse
 
 import hiredis
+from redis.exceptions import RedisError
 
 from shared import metrics
 
@@ -144,8 +146,24 @@ class _Connection(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
+def deliver(state: _Channel, payload: bytes) -> int:
+    """Hand one published batch to a channel's subscribers; returns the entries delivered.
+    One publish per appended batch (group commit): id, type, payload, repeated. Payloads are
+    JSON, which never holds a raw newline."""
+    parts = payload.split(b"\n")
+    n = len(parts)
+    if n < 3 or n % 3:
+        return 0
+    subs = state.subs
+    for i in range(0, n, 3):
+        entry = (parts[i], parts[i + 1], parts[i + 2])
+        for sub in subs:
+            sub.push(entry)
+    return len(subs) * (n // 3)
+
+
 class Hub:
-    def __init__(self, url: str, buffer: int = 1024, idle_unsubscribe_s: float = 5.0,
+    def __init__(self, url: str | Callable[[], Awaitable[str]], buffer: int = 1024, idle_unsubscribe_s: float = 5.0,
                  heartbeat_s: float = 15.0) -> None:
         self.url = url
         self.buffer = buffer
@@ -251,18 +269,7 @@ class Hub:
             state = self.channels.get(reply[1])
             if state is None:
                 return
-            # One publish per appended batch (group commit): id, type, payload, repeated.
-            # Payloads are JSON, which never holds a raw newline.
-            parts = reply[2].split(b"\n")
-            n = len(parts)
-            if n < 3 or n % 3:
-                return
-            subs = state.subs
-            for i in range(0, n, 3):
-                entry = (parts[i], parts[i + 1], parts[i + 2])
-                for sub in subs:
-                    sub.push(entry)
-            self.delivered += len(subs) * (n // 3)
+            self.delivered += deliver(state, reply[2])
         elif kind == b"subscribe":
             state = self.channels.get(reply[1])
             if state is not None and state.pending > 0:
@@ -276,7 +283,8 @@ class Hub:
 
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        u = urlparse(self.url)
+        # Sentinel: ask where the primary is at every connect, so a failover is followed.
+        u = urlparse(self.url if isinstance(self.url, str) else await self.url())
         conn = _Connection(self)
         if u.scheme == "unix":
             await loop.create_unix_connection(lambda: conn, unquote(u.path))
@@ -298,7 +306,7 @@ class Hub:
         while not self._stopping:
             try:
                 conn = await self._open()
-            except (OSError, ConnectionError) as exc:
+            except (OSError, ConnectionError, RedisError) as exc:  # RedisError: no sentinel answered
                 log.warning("hub: cannot connect to Redis (%s); retrying", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

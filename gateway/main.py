@@ -18,7 +18,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.limits import raise_fd_limit
 from gateway.protocol import protocol_class
-from shared import connect, logs, tracing
+from shared import logs, tracing
 from shared.settings import Settings
 
 
@@ -54,13 +54,12 @@ class _Server(uvicorn.Server):
 
 
 def run(settings: Settings, redis_url: str | None = None) -> None:
-    url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
     raise_fd_limit()
     logs.configure(settings.log_level, settings.log_format)
     tracing.setup(settings.otel_endpoint, "agentstream-gateway")
     # log_config=None: uvicorn's lines go through our handler; its access log stays off (the
     # middleware writes one access line per request, without query strings).
-    config = uvicorn.Config(create_app(settings, url), host=settings.host, port=settings.port,
+    config = uvicorn.Config(create_app(settings, redis_url), host=settings.host, port=settings.port,
                             log_level=settings.log_level, loop="uvloop",
                             http=protocol_class(settings.max_request_line_bytes, settings.max_header_bytes),
                             timeout_graceful_shutdown=5, access_log=False, lifespan="on", log_config=None)

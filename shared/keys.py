@@ -9,7 +9,9 @@ from __future__ import annotations
 
 PREFIX = "as:"
 
-# Process-wide keys
+# Process-wide keys. On a Redis Cluster each is a single key in its own slot, except INBOUND,
+# QUEUE and arq's keys below, which live on the queue Redis (AGENTSTREAM_QUEUE_URL) so that
+# ENQUEUE and START_JOBS stay one script each (README "Scaling out").
 INBOUND = PREFIX + "inbound"  # stream: one entry per accepted message; wakes workers
 ACTIVE = PREFIX + "active"  # zset msg_id -> next check time (ms): what the reaper watches
 WORKERS = PREFIX + "workers"  # zset worker_id -> last heartbeat (ms)

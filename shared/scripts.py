@@ -38,10 +38,22 @@ end
 #       5 live channel      6 status if the batch ends the message   7 now ms
 #       8 n events   9 n session-log entries   10 n stat increments
 #       then n events as (type, payload), n log entries as (type, payload),
-#       n stats as (field, amount); amounts with a "." use HINCRBYFLOAT.
+#       n stats as (field, amount); amounts with a "." use HINCRBYFLOAT;
+#       then, optionally, a batch token: a client that retries a batch after a failover or a
+#       slot move (the write went through, the reply was lost) gets the first run's reply
+#       instead of a second copy. Only clients that retry (Cluster, Sentinel) send one.
 # Returns {ids of the appended entries, id of the message handed the session's turn or ''}.
 APPEND = _HAND_OVER + r"""
 local rec, stream, ses, log, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local token = ARGV[11 + 2 * (tonumber(ARGV[8]) + tonumber(ARGV[9]) + tonumber(ARGV[10]))]
+if token then
+  local prior = redis.call('HMGET', rec, 'batch', 'batch_ids', 'batch_handed')
+  if prior[1] == token then
+    local again = {}
+    for id in string.gmatch(prior[2] or '', '[^,]+') do again[#again + 1] = id end
+    return {again, prior[3] or ''}
+  end
+end
 local cur = redis.call('HGET', rec, 'attempt')
 if not cur then return redis.error_reply('NOREC message record missing') end
 if redis.call('HEXISTS', rec, 'terminal_type') == 1 then
@@ -114,8 +126,14 @@ end
 if name and redis.call('EXISTS', ses) == 1 then
   redis.call('HSETNX', ses, 'session_name', name)
 end
+if token then redis.call('HSET', rec, 'batch', token, 'batch_ids', table.concat(ids, ','), 'batch_handed', handed) end
 return {ids, handed}
 """
+
+# On a Redis Cluster (>= 7) live entries go out by sharded pub/sub, to the subscribers of the
+# session's own shard only (PUBLISH would be broadcast to every node of the cluster).
+APPEND_SHARDED = APPEND.replace("redis.call('PUBLISH', ", "redis.call('SPUBLISH', ")
+assert APPEND_SHARDED != APPEND
 
 # CLAIM: a worker starts an attempt. KEYS: 1 record, 2 session.
 # ARGV: 1 worker id, 2 lease ms, 3 now ms, 4 message id
@@ -163,8 +181,8 @@ return 1
 # is still unclaimed past the grace (counted from its acceptance, its answered confirmation or
 # the moment it was handed its session's turn): a claim that lands meanwhile keeps its key.
 # KEYS: 1 message record, 2 arq's in-progress key of the message's job. KEYS[2] is arq's, a
-#       documented global key (no hash tag): fine on standalone and Sentinel; under Cluster,
-#       arq's keys must be reachable from the session's slot, or this check goes back to two steps.
+#       global key (no hash tag): used on standalone and Sentinel, where arq's keys share the
+#       data Redis; on a cluster the reaper runs UNCLAIMED_PAST_GRACE, then deletes the key.
 # ARGV: 1 now ms, 2 grace ms. Returns 1 if it cleared the key, else 0.
 RESTART_UNCLAIMED = r"""
 local s = redis.call('HMGET', KEYS[1], 'status', 'created_at_ms', 'queued_ms', 'terminal_type', 'turn_ms')
@@ -172,6 +190,17 @@ if s[1] ~= 'queued' or s[4] then return 0 end
 local since = math.max(tonumber(s[2] or '0'), tonumber(s[3] or '0'), tonumber(s[5] or '0'))
 if tonumber(ARGV[1]) - since <= tonumber(ARGV[2]) then return 0 end
 return redis.call('DEL', KEYS[2])
+"""
+
+# UNCLAIMED_PAST_GRACE: RESTART_UNCLAIMED's check alone, for a cluster, where arq's key lives on
+# the queue Redis and the reaper deletes it in a second step (worker/reaper.py says why that is
+# safe). KEYS: 1 message record. ARGV: 1 now ms, 2 grace ms. Returns 1 if still unclaimed.
+UNCLAIMED_PAST_GRACE = r"""
+local s = redis.call('HMGET', KEYS[1], 'status', 'created_at_ms', 'queued_ms', 'terminal_type', 'turn_ms')
+if s[1] ~= 'queued' or s[4] then return 0 end
+local since = math.max(tonumber(s[2] or '0'), tonumber(s[3] or '0'), tonumber(s[5] or '0'))
+if tonumber(ARGV[1]) - since <= tonumber(ARGV[2]) then return 0 end
+return 1
 """
 
 # ACCEPT: record a new user message, with the session's checks and its place in the session's
@@ -273,6 +302,9 @@ redis.call('HSET', rec, 'last_id', id, 'count', 1)
 redis.call('EXPIRE', stream, ARGV[6])
 return {'new', ARGV[1], 'wait', holder, hstatus, revived}
 """
+
+ACCEPT_SHARDED = ACCEPT.replace("redis.call('PUBLISH', ", "redis.call('SPUBLISH', ")
+assert ACCEPT_SHARDED != ACCEPT
 
 # ENQUEUE: put a message's job on arq's queue and wake the workers, in one step. Keeps arq's own
 # format (what ``ArqRedis.enqueue_job`` writes: the job under arq:job:<id>, its id in the queue

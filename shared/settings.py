@@ -57,6 +57,17 @@ class Settings:
     port: int = 8000
     log_level: str = "info"
 
+    # Redis topology (shared/backends/): standalone by default (redis_url or the embedded server);
+    # Cluster with seed nodes; Sentinel with sentinel addresses and the primary's service name.
+    # arq does not speak Cluster, so in cluster mode its queue (and the inbound wake-up stream
+    # that ENQUEUE writes with it) lives on queue_url, one plain Redis; otherwise the queue shares
+    # the data Redis and queue_url is refused.
+    redis_cluster_nodes: tuple[str, ...] = field(default_factory=tuple)  # host:port seeds
+    redis_sentinels: tuple[str, ...] = field(default_factory=tuple)  # host:port of each sentinel
+    redis_sentinel_service: str = ""
+    redis_password: Secret | None = None  # cluster and sentinel-managed nodes (standalone: in the URL)
+    queue_url: str | None = None
+
     # dev mode: register this key for this namespace (generated and printed when unset)
     dev_api_key: Secret | None = None
     dev_namespace: str = "demo"
@@ -211,6 +222,31 @@ class Settings:
             raise SettingsError(f"{PREFIX}CORS_ORIGINS: '*' is refused; name the origins")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"{PREFIX}REDIS_URL: must start with redis://, rediss:// or unix://")
+        self._validate_topology()
+
+    def _validate_topology(self) -> None:
+        for name in ("redis_cluster_nodes", "redis_sentinels"):
+            for addr in getattr(self, name):
+                host, _, port = addr.rpartition(":")
+                if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise SettingsError(f"{PREFIX}{name.upper()}: {addr!r} is not host:port")
+        modes = [n for n, on in (("REDIS_URL", self.redis_url), ("REDIS_CLUSTER_NODES", self.redis_cluster_nodes),
+                                 ("REDIS_SENTINELS", self.redis_sentinels)) if on]
+        if len(modes) > 1:
+            raise SettingsError(f"{PREFIX}{modes[0]} and {PREFIX}{modes[1]}: set one Redis topology, not both")
+        if self.redis_sentinels and not self.redis_sentinel_service:
+            raise SettingsError(f"{PREFIX}REDIS_SENTINEL_SERVICE: required with {PREFIX}REDIS_SENTINELS "
+                                "(the name the sentinels monitor the primary under)")
+        if self.redis_sentinel_service and not self.redis_sentinels:
+            raise SettingsError(f"{PREFIX}REDIS_SENTINEL_SERVICE: set only with {PREFIX}REDIS_SENTINELS")
+        if self.redis_cluster_nodes and not self.queue_url:
+            raise SettingsError(f"{PREFIX}QUEUE_URL: required with {PREFIX}REDIS_CLUSTER_NODES (arq's queue "
+                                "does not speak Cluster: give it one plain Redis, e.g. redis://queue:6379/0)")
+        if self.queue_url and not self.redis_cluster_nodes:
+            raise SettingsError(f"{PREFIX}QUEUE_URL: only used with {PREFIX}REDIS_CLUSTER_NODES (otherwise the "
+                                "queue lives in the data Redis)")
+        if self.queue_url and not self.queue_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"{PREFIX}QUEUE_URL: must start with redis://, rediss:// or unix://")
 
 
 # Variables that belong to tools around the service (tests, bench), not to the service itself.

@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 
 from cli import embedded
-from shared import connect
+from shared import backends, connect
+from shared.settings import Settings
 from shared.stores.tenancy import TenantStore, new_api_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +52,13 @@ class Stack:
     redis_proc: subprocess.Popen[bytes] | None = None
     procs: list[Proc] = field(default_factory=list)
     redis_url: str = ""
+    # AGENTSTREAM_* pointing at a Cluster or Sentinel deployment (tests/backends_suite) instead
+    # of this stack's own embedded Redis
+    topology: dict[str, str] = field(default_factory=dict)
 
     def start_redis(self) -> None:
+        if self.topology:
+            return
         external = os.environ.get("AGENTSTREAM_TEST_EXTERNAL_REDIS")
         if external:
             self.redis_url = external
@@ -70,6 +76,7 @@ class Stack:
         env.update({"AGENTSTREAM_REDIS_URL": self.redis_url, "AGENTSTREAM_LOG_LEVEL": "warning",
                     "AGENTSTREAM_FALLBACK_TO_BUILTIN": "true", "AGENTSTREAM_GATEWAY_DRAIN_S": "0",
                     "PYTHONUNBUFFERED": "1"})
+        env.update(self.topology)
         env.update(self.env)
         env.update(extra or {})
         return env
@@ -133,11 +140,23 @@ class Stack:
             self.stop_proc(proc)
         embedded.stop(self.redis_proc, self.data_dir)
 
+    def client(self):  # type: ignore[no-untyped-def]
+        """A command client for this stack's Redis, whatever its topology."""
+        if not self.topology:
+            return connect.client(self.redis_url)
+        return backends.from_settings(Settings.from_env(self.topology)).client()
+
+    def queue_client(self):  # type: ignore[no-untyped-def]
+        """A client for arq's keys and the inbound stream (the queue Redis on a cluster)."""
+        if not self.topology:
+            return connect.client(self.redis_url)
+        return backends.from_settings(Settings.from_env(self.topology)).queue_client()
+
     def redis_call(self, fn):  # type: ignore[no-untyped-def]
         """Run ``await fn(redis)`` against this stack's Redis and return its result."""
 
         async def go():  # type: ignore[no-untyped-def]
-            redis = connect.client(self.redis_url)
+            redis = self.client()
             try:
                 return await fn(redis)
             finally:
@@ -150,7 +169,7 @@ class Stack:
         name = namespace or f"ns-{os.urandom(4).hex()}"
 
         async def go() -> tuple[str, str]:
-            redis = connect.client(self.redis_url)
+            redis = self.client()
             try:
                 key = new_api_key()
                 ns_id, _ = await TenantStore(redis).register_key(key, name)

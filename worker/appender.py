@@ -25,12 +25,13 @@ from typing import Any
 import hiredis
 from redis.exceptions import ResponseError
 
-from shared import metrics, scripts
+from shared import keys, metrics, scripts
 from shared.errors import Fenced
+from shared.ids import new_id
 from shared.settings import Settings
 from shared.stores.messages import append_args
 from shared.stores.session_log import Entry
-from worker.resp import Reply, RespConnection, command
+from worker.resp import Reply, Sender, command
 
 log = logging.getLogger("agentstream.worker")
 
@@ -62,15 +63,16 @@ class Outbox:
 
 
 class Appender:
-    def __init__(self, conn: RespConnection, settings: Settings,
+    def __init__(self, conn: Sender, settings: Settings,
                  hand_over: Callable[[str, str], Coroutine[Any, Any, Any]], max_batch: int = 256,
-                 max_batch_bytes: int = 512 * 1024) -> None:
+                 max_batch_bytes: int = 512 * 1024, script: str = scripts.APPEND) -> None:
         self.conn = conn
         self.settings = settings
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self._hand_over = hand_over
-        self._sha = hashlib.sha1(scripts.APPEND.encode()).hexdigest()
+        self._script = script  # APPEND, or APPEND_SHARDED on a cluster
+        self._sha = hashlib.sha1(script.encode()).hexdigest()
         self._ready: list[Outbox] = []
         self._scheduled = False
         self._open: dict[str, Outbox] = {}
@@ -136,13 +138,14 @@ class Appender:
                 self._wake(ob)
                 continue
             status, entries, stats = meta or ("completed", [], None)
-            k, args = append_args(self.settings, ob.ses_id, ob.msg_id, ob.attempt, batch, status, entries, stats)
+            k, args = append_args(self.settings, ob.ses_id, ob.msg_id, ob.attempt, batch, status, entries, stats,
+                                  token=new_id("b", 10) if self.conn.retries else None)
             ob.inflight = True
             ob.appends += 1
             started = time.perf_counter()
             self.conn.send(command(b"EVALSHA", self._sha, len(k), *k, *args),
                            lambda reply, ob=ob, batch=batch, meta=meta, started=started:
-                           self._done(ob, batch, meta, reply, started))
+                           self._done(ob, batch, meta, reply, started), k[0])
 
     def _done(self, ob: Outbox, batch: list[tuple[str, bytes]], meta: Meta | None, reply: Reply,
               started: float = 0.0) -> None:
@@ -155,7 +158,8 @@ class Appender:
                 ob.buf.extendleft(reversed(batch))
                 if meta is not None:
                     ob.meta = meta
-                self.conn.send(command(b"SCRIPT", b"LOAD", scripts.APPEND), lambda _: None)
+                self.conn.send(command(b"SCRIPT", b"LOAD", self._script), lambda _: None,
+                               keys.message(ob.ses_id, ob.msg_id))
                 self.submit(ob)
                 return
             ob.error = Fenced(text) if text.startswith(("FENCED", "TERMINAL", "NOREC")) else ResponseError(text)

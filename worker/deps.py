@@ -34,6 +34,12 @@ class Deps:
     appender: Appender | None = None  # group commit of events (None: one append per emit)
     leases: Leases | None = None
 
+    @property
+    def queue_shared(self) -> bool:
+        """arq's keys live in the data Redis (standalone, Sentinel), not on a queue Redis of
+        their own (Cluster): one script may then touch both."""
+        return getattr(self.redis, "connection_pool", None) is self.arq.connection_pool
+
     def model_for(self, name: str) -> Model:
         """The model object for a session's effective model: one per catalogue entry, kept."""
         try:

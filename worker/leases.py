@@ -19,7 +19,7 @@ import hiredis
 
 from shared import keys, metrics, scripts
 from shared.ids import now_ms
-from worker.resp import Reply, RespConnection, command
+from worker.resp import Reply, Sender, command
 
 log = logging.getLogger("agentstream.worker")
 
@@ -34,7 +34,7 @@ class Held:
 
 
 class Leases:
-    def __init__(self, conn: RespConnection, lease_s: float) -> None:
+    def __init__(self, conn: Sender, lease_s: float) -> None:
         self.conn = conn
         self.lease_s = lease_s
         self.held: set[Held] = set()
@@ -76,7 +76,8 @@ class Leases:
             if isinstance(reply, BaseException):
                 failures.append(str(reply))
                 if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-                    self.conn.send(command(b"SCRIPT", b"LOAD", scripts.RENEW), lambda _: None)
+                    self.conn.send(command(b"SCRIPT", b"LOAD", scripts.RENEW), lambda _: None,
+                                   keys.message(h.ses_id, h.msg_id))
             elif reply == 0 and h in self.held:
                 self.lapsed += 1
                 self.held.discard(h)
@@ -87,8 +88,9 @@ class Leases:
                 done.set_result(None)
 
         for h in held:
-            self.conn.send(command(b"EVALSHA", self._sha, 1, keys.message(h.ses_id, h.msg_id), h.attempt, lease_ms, now),
-                           lambda reply, h=h: answer(h, reply))
+            rec = keys.message(h.ses_id, h.msg_id)
+            self.conn.send(command(b"EVALSHA", self._sha, 1, rec, h.attempt, lease_ms, now),
+                           lambda reply, h=h: answer(h, reply), rec)
         await done
         self.rounds += 1
         if failures:

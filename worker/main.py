@@ -15,7 +15,9 @@
 * Built for thousands of concurrent jobs (issue 16): a job mostly waits on a model, so
   ``AGENTSTREAM_MAX_JOBS`` is large; events are group-committed through one pipelined
   connection (``worker/appender.py``); leases are renewed for all jobs in one round trip on
-  a connection of their own (``worker/leases.py``); the event loop is uvloop.
+  a connection of their own (``worker/leases.py``); the event loop is uvloop. On a cluster
+  each of the two is one connection per primary, and behind Sentinel one that follows the
+  primary (``worker/routing.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import connect, keys, logs, scripts, tracing
+from shared import backends, keys, logs, scripts, tracing
 from shared.errors import Fenced
 from shared.events import Error
 from shared.ids import new_id, now_ms
@@ -49,7 +51,7 @@ from worker.appender import Appender
 from worker.deps import Deps, tool_registry
 from worker.leases import Leases
 from worker.models.errors import ProviderError
-from worker.resp import RespConnection
+from worker.routing import hot_connection
 
 log = logging.getLogger("agentstream.worker")
 HEARTBEAT_S = 2.0
@@ -129,10 +131,10 @@ async def _fail(deps: Deps, ses_id: str, msg_id: str, attempt: int, code: str, m
 class Worker(ArqWorker):
     """arq's worker, woken by the inbound stream instead of a fast poll."""
 
-    def __init__(self, *args: Any, fallback_poll_s: float = 1.0, wake_url: str = "", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fallback_poll_s: float = 1.0, backend: backends.Backend, **kwargs: Any) -> None:
         super().__init__(*args, poll_delay=fallback_poll_s, **kwargs)
         self._wake = asyncio.Event()
-        self._wake_url = wake_url
+        self._backend = backend
         self._start: AsyncScript | None = None
 
     async def main(self) -> None:
@@ -153,6 +155,11 @@ class Worker(ArqWorker):
                 if self.burst and not await self.pool.zcard(self.queue_name):
                     await asyncio.gather(*self.tasks.values())
                     return
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # SIGTERM's cancel landed inside the poll and a library swallowed it (seen
+                    # when it arrives just after start-up): stop anyway, or the worker never exits.
+                    raise asyncio.CancelledError
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
         finally:
@@ -191,8 +198,9 @@ class Worker(ArqWorker):
             self.tasks[job_id] = t
 
     async def _listen_inbound(self) -> None:
-        # A dedicated connection: XREAD BLOCK would hold a pooled one hostage.
-        client = connect.client(self._wake_url, max_connections=1)
+        # A dedicated connection: XREAD BLOCK would hold a pooled one hostage. The inbound
+        # stream lives with arq's queue (the queue Redis on a cluster).
+        client = self._backend.queue_client(max_connections=1)
         last = "$"
         try:
             while True:
@@ -215,21 +223,28 @@ async def _startup(ctx: dict[str, Any]) -> None:
         # Import the provider before taking jobs: imported by the first Claude message, its
         # seconds of import block the event loop and starve every running message's lease.
         import worker.models.anthropic  # noqa: F401, PLC0415
-    redis = connect.client(ctx["redis_url"], max_connections=20)
-    arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=_encode_job,
+    backend: backends.Backend = ctx["backend"]
+    redis = backend.client(max_connections=20)
+    await backend.check(redis)
+    # arq's keys: the data Redis, or on a cluster the queue Redis (the worker's own arq pool)
+    queue = redis if backend.queue_shared else ctx["redis"]
+    arq = ArqRedis(connection_pool=queue.connection_pool, job_serializer=_encode_job,
                    job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w', 6)}"
 
     async def hand_over(ses_id: str, msg_id: str) -> None:
-        await jobs.enqueue(None, redis, settings, ses_id, msg_id)
+        await jobs.enqueue(arq, settings, ses_id, msg_id)
 
-    # Dedicated connections for the hot paths: appends (group commit) and lease renewals.
-    append_conn = RespConnection(ctx["redis_url"], "agentstream-append", (scripts.APPEND,))
-    lease_conn = RespConnection(ctx["redis_url"], "agentstream-leases", (scripts.RENEW,))
+    # Dedicated connections for the hot paths: appends (group commit) and lease renewals; on a
+    # cluster one per primary, routed by slot (worker/routing.py).
+    append_script = scripts.APPEND_SHARDED if backend.sharded else scripts.APPEND
+    append_conn = hot_connection(backend, redis, "agentstream-append", (append_script,))
+    lease_conn = hot_connection(backend, redis, "agentstream-leases", (scripts.RENEW,))
     leases = Leases(lease_conn, settings.lease_s)
-    deps = Deps(settings=settings, redis=redis, arq=arq, messages=MessageStore(redis, settings),
+    deps = Deps(settings=settings, redis=redis, arq=arq, messages=MessageStore(redis, settings, queue=arq),
                 sessions=SessionStore(redis, settings), tools=tool_registry(), worker_id=worker_id,
-                appender=Appender(append_conn, settings, hand_over, max_batch=settings.append_batch_max),
+                appender=Appender(append_conn, settings, hand_over, max_batch=settings.append_batch_max,
+                                  script=append_script),
                 leases=leases)
     ctx["deps"] = deps
     ctx["conns"] = [append_conn, lease_conn]
@@ -284,8 +299,9 @@ async def _compact(deps: Deps) -> None:
         await asyncio.sleep(deps.settings.reaper_interval_s)
 
 
-def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
-    pool = connect.client(redis_url, max_connections=10)
+def build(settings: Settings, redis_url: str | None = None, burst: bool = False) -> Worker:
+    backend = backends.from_settings(settings, redis_url)
+    pool = backend.queue_client(max_connections=10)
     arq_pool = ArqRedis(connection_pool=pool.connection_pool, job_serializer=_encode_job,
                         job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
     return Worker(
@@ -295,7 +311,7 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
         redis_pool=arq_pool,
         on_startup=observe.on_startup(_startup),
         on_shutdown=observe.on_shutdown(_shutdown),
-        ctx={"settings": settings, "redis_url": redis_url, "superseded": set()},
+        ctx={"settings": settings, "backend": backend, "superseded": set()},
         job_timeout=settings.job_timeout_s,
         max_jobs=settings.max_jobs,
         keep_result=0,
@@ -303,19 +319,18 @@ def build(settings: Settings, redis_url: str, burst: bool = False) -> Worker:
         job_deserializer=msgspec.json.decode,
         job_completion_wait=settings.worker_drain_s,
         fallback_poll_s=settings.fallback_poll_s,
-        wake_url=redis_url,
+        backend=backend,
         burst=burst,
         health_check_interval=60,
     )
 
 
 def run(settings: Settings, redis_url: str | None = None) -> None:
-    url = redis_url or connect.resolve_url(settings.redis_url, settings.data_dir)
     logs.configure(settings.log_level, settings.log_format)
     tracing.setup(settings.otel_endpoint, "agentstream-worker")
     # arq's Worker takes the current event loop when built: make it uvloop's.
     asyncio.set_event_loop(uvloop.new_event_loop())
     try:
-        build(settings, url).run()
+        build(settings, redis_url).run()
     finally:
         tracing.shutdown()

@@ -48,11 +48,22 @@ async def end_with_error(deps: Deps, ses_id: str, msg_id: str, code: str, messag
 
 async def _restart_unclaimed(deps: Deps, ses_id: str, msg_id: str, job_id: str, now: int) -> bool:
     """Clear arq's in-progress key of a job no worker claimed, in one step with the check that
-    the message is still unclaimed: a claim that lands meanwhile keeps its key."""
-    restart = deps.redis.register_script(scripts.RESTART_UNCLAIMED)
-    deleted = await restart(keys=[keys.message(ses_id, msg_id), keys.ARQ_IN_PROGRESS + job_id],
-                            args=[now, QUEUED_GRACE_MS])
-    return bool(deleted)
+    the message is still unclaimed: a claim that lands meanwhile keeps its key.
+
+    On a cluster arq's keys live on the queue Redis, so no script can hold both: the check runs
+    on the record's slot (UNCLAIMED_PAST_GRACE), then the key is deleted on the queue Redis. A
+    claim landing in between loses its in-progress key; at worst arq starts the job once more,
+    and that start's CLAIM bumps the attempt, which fences the late claimer's next append or
+    renewal: a visible retry (``reset``), never two writers. The one-step form only saved that
+    wasted start."""
+    record, in_progress = keys.message(ses_id, msg_id), keys.ARQ_IN_PROGRESS + job_id
+    if deps.queue_shared:
+        restart = deps.redis.register_script(scripts.RESTART_UNCLAIMED)
+        return bool(await restart(keys=[record, in_progress], args=[now, QUEUED_GRACE_MS]))
+    check = deps.redis.register_script(scripts.UNCLAIMED_PAST_GRACE)
+    if not await check(keys=[record], args=[now, QUEUED_GRACE_MS]):
+        return False
+    return bool(await deps.arq.delete(in_progress))
 
 
 async def reap_once(deps: Deps) -> int:
@@ -77,11 +88,18 @@ async def reap_once(deps: Deps) -> int:
                                           f"The message did not finish within {s.message_deadline_s}s")
             await deps.redis.zrem(keys.ACTIVE, member)
             continue
-        async with deps.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.ARQ_JOB + record.job_id)
-            pipe.exists(keys.ARQ_IN_PROGRESS + record.job_id)
-            pipe.hget(keys.session(ses_id), "turn")
-            job_exists, in_progress, turn = await pipe.execute()
+        if deps.queue_shared:
+            async with deps.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(keys.ARQ_JOB + record.job_id)
+                pipe.exists(keys.ARQ_IN_PROGRESS + record.job_id)
+                pipe.hget(keys.session(ses_id), "turn")
+                job_exists, in_progress, turn = await pipe.execute()
+        else:  # arq's keys on the queue Redis (Cluster)
+            async with deps.arq.pipeline(transaction=False) as pipe:
+                pipe.exists(keys.ARQ_JOB + record.job_id)
+                pipe.exists(keys.ARQ_IN_PROGRESS + record.job_id)
+                job_exists, in_progress = await pipe.execute()
+            turn = await deps.redis.hget(keys.session(ses_id), "turn")
         next_check = now + interval_ms
         # Since when it may run: its acceptance, its answered confirmation, or the moment it was
         # handed its session's turn.
@@ -94,12 +112,12 @@ async def reap_once(deps: Deps) -> int:
                 # arq marked the job started but our claim never came: the worker died in
                 # between. Without this, the message would wait for arq's in-progress key to
                 # expire (job timeout + 10 s). A live but late claimer is fenced by the attempt.
-                await jobs.wake(deps.redis, s, ses_id, msg_id)
+                await jobs.wake(deps.arq, s, ses_id, msg_id)
                 log.info("message %s: started by a worker that never claimed it; restarting", msg_id)
                 metrics.REAPER_ACTIONS.labels("restarted_unclaimed").inc()
                 acted += 1
             elif not job_exists and not in_progress and queued_for > QUEUED_GRACE_MS:
-                await jobs.enqueue(deps.arq, deps.redis, s, ses_id, msg_id, record.job_id)
+                await jobs.enqueue(deps.arq, s, ses_id, msg_id, record.job_id)
                 log.info("message %s had no job; enqueued", msg_id)
                 metrics.REAPER_ACTIONS.labels("enqueued_missing_job").inc()
                 acted += 1
@@ -112,8 +130,8 @@ async def reap_once(deps: Deps) -> int:
                 acted += await end_with_error(deps, ses_id, msg_id, "job_lost",
                                               "The message's job was dropped by the queue")
             else:
-                await deps.redis.delete(keys.ARQ_IN_PROGRESS + record.job_id)
-                await jobs.wake(deps.redis, s, ses_id, msg_id)
+                await deps.arq.delete(keys.ARQ_IN_PROGRESS + record.job_id)
+                await jobs.wake(deps.arq, s, ses_id, msg_id)
                 log.info("message %s: lease of attempt %d expired; restarting", msg_id, record.attempt)
                 metrics.REAPER_ACTIONS.labels("restarted_expired_lease").inc()
                 acted += 1

@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from shared.connect import SOCKET_TIMEOUT_S
 
@@ -38,6 +39,17 @@ def command(*parts: bytes | str | int) -> bytes:
         b = p if isinstance(p, bytes) else str(p).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(b), b))
     return b"".join(out)
+
+
+class Sender(Protocol):
+    """What the appender and the lease loop write to: a ``RespConnection`` (standalone) or a
+    router over one per primary (worker/routing.py)."""
+
+    retries: bool  # resends after a failover: appends then carry a batch token
+
+    def send(self, cmd: bytes, cb: Callback, key: str = "") -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class _Protocol(asyncio.Protocol):
@@ -71,7 +83,9 @@ class _Protocol(asyncio.Protocol):
 class RespConnection:
     """One connection; ``send`` queues commands, written together at the end of the iteration."""
 
-    def __init__(self, url: str, name: str, scripts: tuple[str, ...] = ()) -> None:
+    retries = False  # a command is sent once (worker/routing.py resends on Cluster and Sentinel)
+
+    def __init__(self, url: str | Callable[[], Awaitable[str]], name: str, scripts: tuple[str, ...] = ()) -> None:
         self.url = url
         self.name = name
         self.scripts = scripts  # loaded at every (re)connect, so EVALSHA finds them
@@ -86,7 +100,8 @@ class RespConnection:
 
     # public
 
-    def send(self, cmd: bytes, cb: Callback) -> None:
+    def send(self, cmd: bytes, cb: Callback, key: str = "") -> None:
+        """Queue ``cmd``; ``cb`` gets its reply. ``key`` routes it on a cluster (unused here)."""
         self._out.append(cmd)
         self._out_cbs.append(cb)
         if not self._flush_scheduled:
@@ -106,6 +121,13 @@ class RespConnection:
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    def drop(self) -> None:
+        """Close the connection; the next command reconnects (behind Sentinel: to whichever
+        server is primary then)."""
+        proto = self._proto
+        if proto is not None and proto.transport is not None:
+            proto.transport.abort()
 
     async def aclose(self) -> None:
         self._closed = True  # nothing reconnects from here on (a flush scheduled earlier included)
@@ -142,7 +164,7 @@ class RespConnection:
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            u = urlparse(self.url)
+            u = urlparse(self.url if isinstance(self.url, str) else await self.url())
             proto = _Protocol(self)
             async with asyncio.timeout(SOCKET_TIMEOUT_S):
                 if u.scheme == "unix":
@@ -168,7 +190,7 @@ class RespConnection:
             proto.transport.write(b"".join(hello))
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = loop.create_task(self._watch())
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, RedisError) as exc:  # RedisError: no sentinel knows a primary
             self._fail_queued(RedisConnectionError(f"{self.name}: cannot connect to Redis: {exc}"))
         finally:
             self._connecting = None

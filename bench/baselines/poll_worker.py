@@ -18,7 +18,7 @@ from worker import main as worker_main
 
 
 class DefaultPollWorker(ArqWorker):
-    def __init__(self, *args: Any, fallback_poll_s: float = 0.5, wake_url: str = "", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fallback_poll_s: float = 0.5, backend: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # arq's default poll_delay (0.5 s)
 
 

@@ -41,7 +41,7 @@ async def respond_to_confirmation(request: Request) -> Response:
     await slot.acquire()
     try:
         paused_at = await store.answer(ses_id, conf, req.approved, job_id)
-        await jobs.enqueue(svc.arq, svc.redis, svc.settings, ses_id, conf.message_id, job_id)
+        await jobs.enqueue(svc.arq, svc.settings, ses_id, conf.message_id, job_id)
     except BaseException:
         await slot.release()
         raise

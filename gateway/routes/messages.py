@@ -134,9 +134,9 @@ async def _accept(svc: Services, ns_id: str, ses_id: str, msg_id: str, content: 
         raise
     if acc.created:
         if acc.runs_now:
-            await jobs.enqueue(None, svc.redis, svc.settings, ses_id, msg_id)
+            await jobs.enqueue(svc.arq, svc.settings, ses_id, msg_id)
         if acc.revived:
-            await jobs.enqueue(None, svc.redis, svc.settings, ses_id, acc.revived)
+            await jobs.enqueue(svc.arq, svc.settings, ses_id, acc.revived)
         if acc.holder and strategy in ("interrupt", "rollback"):
             await turns.end_holder(svc.messages, ses_id, acc.holder, msg_id, keep_work=strategy == "interrupt")
     if acc.created and after is None:

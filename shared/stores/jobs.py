@@ -1,6 +1,7 @@
 """Putting a message on the queue: the arq job (id = message id) and the wake-up entry that idle
 workers block on, in one script (one round trip). Used by the gateway (accept), by whoever hands
-a session's turn on, and by the reaper (reconcile)."""
+a session's turn on, and by the reaper (reconcile). Both live where arq's queue lives (the
+inbound stream goes with the queue so that this stays one script on a cluster too)."""
 
 from __future__ import annotations
 
@@ -28,13 +29,14 @@ def enqueue_args(settings: Settings, ses_id: str, msg_id: str, job_id: str | Non
              settings.inbound_maxlen, ses_id, msg_id])
 
 
-async def enqueue(arq: object, redis: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str,
+async def enqueue(queue: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str,
                   job_id: str | None = None) -> bool:
-    """Enqueue the job (unless it exists) and wake the workers. ``arq`` is unused since this became
-    one script; the parameter stays so callers need no change. True if the job was created."""
+    """Enqueue the job (unless it exists) and wake the workers. ``queue`` holds arq's keys and
+    the inbound stream: the data Redis on standalone and Sentinel, the queue Redis
+    (``AGENTSTREAM_QUEUE_URL``) on a cluster. True if the job was created."""
     k, a = enqueue_args(settings, ses_id, msg_id, job_id)
-    return bool(await redis.register_script(scripts.ENQUEUE)(keys=k, args=a))
+    return bool(await queue.register_script(scripts.ENQUEUE)(keys=k, args=a))
 
 
-async def wake(redis: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str) -> None:
-    await redis.xadd(keys.INBOUND, {"s": ses_id, "m": msg_id}, maxlen=settings.inbound_maxlen, approximate=True)
+async def wake(queue: aioredis.Redis, settings: Settings, ses_id: str, msg_id: str) -> None:
+    await queue.xadd(keys.INBOUND, {"s": ses_id, "m": msg_id}, maxlen=settings.inbound_maxlen, approximate=True)

@@ -13,10 +13,10 @@ from typing import Any, NamedTuple
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from shared import cursor, keys, metrics, scripts, tracing
+from shared import backends, cursor, keys, metrics, scripts, tracing
 from shared.errors import BadRequest, Conflict, Fenced, Forbidden, NotFound, RateLimited
 from shared.events import Error, Event, Reset, encode_payload, type_of
-from shared.ids import now_ms
+from shared.ids import new_id, now_ms
 from shared.settings import Settings
 from shared.stores import compaction, jobs
 from shared.stores.session_log import Entry, for_storage, kind_of
@@ -120,14 +120,22 @@ class Accepted(NamedTuple):
 
 
 class MessageStore:
-    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, redis: aioredis.Redis, settings: Settings, queue: aioredis.Redis | None = None) -> None:
         self.redis = redis
         self.settings = settings
-        self._append = redis.register_script(scripts.APPEND)
+        # Where arq's queue lives (shared/stores/jobs.py): the data Redis, except on a cluster,
+        # where a store that may hand a session's turn on must be given the queue's client.
+        self.queue: aioredis.Redis | None = queue if queue is not None else (
+            None if backends.is_cluster(redis) else redis)
+        # A cluster client publishes live entries on the session's shard (SPUBLISH); a client
+        # that retries a write after a failover sends a batch token so the retry is a no-op.
+        self._sharded = sharded = backends.is_cluster(redis)
+        self._retries = backends.retries_writes(redis)
+        self._append = redis.register_script(scripts.APPEND_SHARDED if sharded else scripts.APPEND)
         self._claim = redis.register_script(scripts.CLAIM)
         self._renew = redis.register_script(scripts.RENEW)
         self._release = redis.register_script(scripts.RELEASE)
-        self._accept = redis.register_script(scripts.ACCEPT)
+        self._accept = redis.register_script(scripts.ACCEPT_SHARDED if sharded else scripts.ACCEPT)
 
     # gateway side
 
@@ -160,7 +168,18 @@ class MessageStore:
         a: list[Any] = [msg_id, encode_entry(user_entry), now, body_hash if idem_key_hash else "",
              self.settings.idempotency_ttl_s, self.settings.message_record_ttl_s, content, ns_id, strategy,
              self.settings.stream_maxlen, keys.live_channel(ses_id, msg_id)]
-        for _ in range(2):
+        if self._sharded:
+            # A cluster pipeline takes no scripts: the index entries first (each its own slot),
+            # then the script on the session's slot; a gateway dying in between is the same case.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.ACTIVE, {member: now + 5_000})
+                pipe.set(keys.message_session(msg_id), ses_id, ex=self.settings.message_record_ttl_s)
+                await pipe.execute()
+            try:
+                reply = await self._accept(keys=k, args=a)
+            except ResponseError as exc:
+                reply = exc
+        for _ in range(0 if self._sharded else 2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zadd(keys.ACTIVE, {member: now + 5_000})
                 pipe.set(keys.message_session(msg_id), ses_id, ex=self.settings.message_record_ttl_s)
@@ -323,7 +342,8 @@ class MessageStore:
         log: list[Entry] = (),  # type: ignore[assignment]
         stats: dict[str, int | float] | None = None,
     ) -> list[str]:
-        k, args = append_args(self.settings, ses_id, msg_id, attempt, payloads, status, log, stats)
+        k, args = append_args(self.settings, ses_id, msg_id, attempt, payloads, status, log, stats,
+                              token=new_id("b", 10) if self._retries else None)
         started = time.perf_counter()
         try:
             reply = await self._append(keys=k, args=args)
@@ -337,14 +357,17 @@ class MessageStore:
         # {ids, handed}; an empty reply is what bench.producer's argument-capturing stub returns.
         ids, handed = (reply[0], reply[1]) if reply else ([], b"")
         if handed:
-            await jobs.enqueue(None, self.redis, self.settings, ses_id, handed.decode())
+            if self.queue is None:
+                raise RuntimeError("MessageStore on a cluster was built without its queue client")
+            await jobs.enqueue(self.queue, self.settings, ses_id, handed.decode())
         return [i.decode() for i in ids]
 
 
 def append_args(settings: Settings, ses_id: str, msg_id: str, attempt: int | str,
                 payloads: list[tuple[str, bytes]], status: str = "completed", log: list[Entry] | tuple[()] = (),
-                stats: dict[str, int | float] | None = None) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of the APPEND script (shared with the worker's group-commit appender)."""
+                stats: dict[str, int | float] | None = None, token: str | None = None) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the APPEND script (shared with the worker's group-commit appender).
+    ``token``: a batch token, for a client that may retry this very batch (Cluster, Sentinel)."""
     stats = stats or {}
     args: list[Any] = [
         attempt, settings.stream_maxlen, settings.message_stream_ttl_s,
@@ -358,6 +381,8 @@ def append_args(settings: Settings, ses_id: str, msg_id: str, attempt: int | str
         args += [kind_of(entry), encode_entry(entry)]
     for field, amount in stats.items():
         args += [field, repr(float(amount)) if isinstance(amount, float) else str(amount)]
+    if token is not None:
+        args.append(token)
     return ([keys.message(ses_id, msg_id), keys.events(ses_id, msg_id), keys.session(ses_id),
              keys.session_log(ses_id), keys.session_pending(ses_id)], args)
 

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from shared import keys
+from shared import backends, keys
 from shared.errors import NotFound
 from shared.ids import iso, new_id, now_ms
 from shared.models import (
@@ -88,7 +88,7 @@ class SessionStore:
         for f in session_log.STAT_FIELDS:
             record[f] = 0
         ttl_ms = expires - now + 60_000
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with backends.pipeline(self.redis) as pipe:  # two slots on a cluster: record, then index
             pipe.hset(keys.session(ses_id), mapping=record)
             pipe.pexpire(keys.session(ses_id), ttl_ms)
             pipe.zadd(keys.namespace_sessions(ns_id), {ses_id: now})

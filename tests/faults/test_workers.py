@@ -219,14 +219,14 @@ def _accept_without_job(stack: Stack, sid: str, ns_id: str, content: str, claim:
     """A message recorded as the gateway would, whose job never reached arq (or vanished)."""
     import asyncio
 
-    from shared import connect, keys
+    from shared import keys
     from shared.ids import new_id, now_ms
     from shared.settings import Settings
     from shared.stores.messages import MessageStore
     from shared.stores.session_log import UserEntry
 
     async def go() -> str:
-        redis = connect.client(stack.redis_url)
+        redis = stack.client()  # any topology (tests/backends_suite runs these on Cluster and Sentinel)
         try:
             store = MessageStore(redis, Settings(lease_s=1))
             mid = new_id("msg")
@@ -271,7 +271,7 @@ def test_a_job_started_by_a_worker_that_died_before_claiming_is_restarted(ctx, s
     """arq set its in-progress key (minutes long) but the worker died before our claim."""
     import asyncio
 
-    from shared import connect, keys
+    from shared import keys
     from shared.settings import Settings
     from shared.stores import jobs
 
@@ -281,7 +281,7 @@ def test_a_job_started_by_a_worker_that_died_before_claiming_is_restarted(ctx, s
     mid = _accept_without_job(stack, sid, ns_id, "hello there", claim=False)
 
     async def half_started() -> None:
-        redis = connect.client(stack.redis_url)
+        redis = stack.queue_client()  # where arq's keys live
         try:
             await redis.set(keys.ARQ_IN_PROGRESS + mid, b"1", px=310_000)  # as arq's start_jobs does
             import msgspec
@@ -289,7 +289,7 @@ def test_a_job_started_by_a_worker_that_died_before_claiming_is_restarted(ctx, s
 
             arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=msgspec.json.encode,
                            job_deserializer=msgspec.json.decode, default_queue_name=keys.QUEUE)
-            await jobs.enqueue(arq, redis, Settings(), sid, mid)
+            await jobs.enqueue(arq, Settings(), sid, mid)
         finally:
             await redis.aclose()
 

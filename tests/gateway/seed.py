@@ -6,13 +6,12 @@ import asyncio
 
 from cli.demo_data import seed_demo
 from dataplane.service import DataPlane
-from shared import connect
 from tests.stack import Stack
 
 
 def seed_demo_for(stack: Stack, tenant: tuple[str, str, str]) -> None:
     async def go() -> None:
-        redis = connect.client(stack.redis_url)
+        redis = stack.client()
         try:
             await seed_demo(DataPlane(redis), tenant[2])
         finally:

@@ -213,3 +213,14 @@ def test_the_readme_starts_the_deployment_the_way_the_files_are_laid_out():
     readme = (ROOT / "README.md").read_text()
     assert "docker compose -f deploy/compose.yaml up --build" in readme
     assert "docker build -f deploy/Dockerfile -t agentstream:latest ." in readme
+
+
+def test_the_cluster_and_sentinel_examples_are_valid_settings():
+    """deploy/cluster: every process's environment is a topology the settings accept."""
+    c = yaml.safe_load((DEPLOY / "cluster" / "compose.yaml").read_text())
+    for name in ("gateway", "worker"):
+        env = {k: str(v) for k, v in (c["services"][name].get("environment") or c["x-app"]["environment"]).items()}
+        assert Settings.from_env(env).redis_cluster_nodes, name
+    lines = (DEPLOY / "cluster" / "sentinel.env").read_text().splitlines()
+    env = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert Settings.from_env(env).redis_sentinel_service == "mymaster"
