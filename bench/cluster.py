@@ -26,18 +26,14 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import redis
 from arq.connections import ArqRedis
 
+from bench.topology import Topology
 from gateway.shard_hub import ShardedHub
 from shared import backends, keys, scripts
 from shared.settings import Settings
@@ -45,72 +41,7 @@ from shared.stores import jobs
 from worker.appender import Appender
 from worker.routing import hot_connection
 
-SLOTS = 16384
 PAYLOAD = b'{"content":"token "}'
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 55000:  # the cluster bus listens on port + 10000
-            return port
-
-
-class Topology:
-    def __init__(self, primaries: int) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="as-bench-cluster-"))
-        self.ports = [_free_port() for _ in range(primaries)]
-        self.queue_port = _free_port()
-        self.procs: list[subprocess.Popen[bytes]] = []
-        server = shutil.which("redis-server")
-        if server is None:
-            raise SystemExit("bench.cluster needs redis-server >= 7 (apt-get install redis-server)")
-        for port in [*self.ports, self.queue_port]:
-            cluster = ["--cluster-enabled", "yes", "--cluster-config-file", f"n{port}.conf"] if port != self.queue_port else []
-            self.procs.append(subprocess.Popen(
-                [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-                 "--appendonly", "no", *cluster], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for port in [*self.ports, self.queue_port]:
-            self._wait(lambda p=port: redis.Redis(port=p).ping())
-        per = SLOTS // primaries
-        for i, port in enumerate(self.ports):
-            hi = SLOTS - 1 if i == primaries - 1 else (i + 1) * per - 1
-            redis.Redis(port=port).execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, hi)
-            if i:
-                redis.Redis(port=port).execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])
-        self._wait(lambda: all(redis.Redis(port=p).cluster("info")["cluster_state"] == "ok"
-                               and int(redis.Redis(port=p).cluster("info")["cluster_known_nodes"]) == primaries
-                               for p in self.ports))
-        self.env = {"AGENTSTREAM_REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{p}" for p in self.ports),
-                    "AGENTSTREAM_QUEUE_URL": f"redis://127.0.0.1:{self.queue_port}/0"}
-
-    @staticmethod
-    def _wait(check: Any, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if check():
-                    return
-            except (redis.RedisError, OSError):
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("redis servers did not come up")
-
-    def cpu_s(self, ports: list[int]) -> float:
-        total = 0.0
-        for p in ports:
-            info = redis.Redis(port=p).info("cpu")
-            total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-        return total
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            p.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _records(ses_id: str, msg_id: str) -> dict[str, Any]:

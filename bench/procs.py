@@ -265,10 +265,11 @@ class Cluster:
         embedded.stop(self.redis_proc, self.data_dir / "redis")
 
 
-async def worker_up(cluster: Cluster, worker: Proc, timeout_s: float = 30) -> None:
-    """A worker is up once its heartbeat (id ``host:pid:...``) is in the workers set."""
+async def worker_up(cluster: Cluster, worker: Proc, timeout_s: float = 30, client: Any = None) -> None:
+    """A worker is up once its heartbeat (id ``host:pid:...``) is in the workers set. ``client``:
+    where that set lives when it is not the run's embedded Redis (a cluster); not closed here."""
     deadline = time.monotonic() + timeout_s
-    redis = connect.client(cluster.redis_url, max_connections=1)
+    redis = client or connect.client(cluster.redis_url, max_connections=1)
     try:
         while time.monotonic() < deadline:
             if worker.popen.poll() is not None:
@@ -277,7 +278,8 @@ async def worker_up(cluster: Cluster, worker: Proc, timeout_s: float = 30) -> No
                 return
             await asyncio.sleep(0.05)
     finally:
-        await redis.aclose()
+        if client is None:
+            await redis.aclose()
     raise TimeoutError(f"{worker.name} sent no heartbeat within {timeout_s}s")
 
 

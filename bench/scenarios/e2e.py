@@ -29,11 +29,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench import context, profile
+from bench import context, profile, topology
 from bench.fixtures import Fixtures
 from bench.procs import ROOT, Child, Cluster, CpuWindow, Proc, quiet, worker_up
-from shared import connect, keys
-from shared.settings import Settings
+from shared import keys
 
 KINDS = ("project", "naive", "peer", "ceiling")
 CONTENT = "hello, how are you?"  # the built-in model's greeting: 17 tokens, no tools
@@ -66,6 +65,7 @@ class Plan:
     quiet_wait_s: float = 20.0  # before each window, wait this long at most for other load to stop
     profile: str = ""  # "worker" or "gateway": py-spy on that project process in each window
     extra: dict[str, str] = field(default_factory=dict)  # AGENTSTREAM_* for the project's processes
+    topology: str = "standalone"  # bench.topology: the project's Redis (a cluster: project kind only)
 
 
 FULL = Plan(points=(Point(25, 20), Point(100, 20), Point(250, 20), Point(1000, 200)))
@@ -98,49 +98,51 @@ async def measure(tmp: Path, plan: Plan, log: Any = print) -> dict[str, Any]:
 
 async def measure_point(tmp: Path, plan: Plan, point: Point, kind: str, tokens: int) -> dict[str, Any]:
     cluster = Cluster(tmp / f"e2e-{kind}-{point.conversations}-{point.token_ms}")
-    cluster.start_redis()
-    redis = connect.client(cluster.redis_url)
+    if plan.topology != "standalone" and kind != "project":
+        raise ValueError(f"topology {plan.topology}: only the project runs on a cluster, not {kind}")
+    redises = topology.start(plan.topology, cluster)
+    redis = redises.client()
     ok = False
     try:
-        server, worker, spec = await _start(cluster, redis, plan, point, kind, tokens)
+        server, worker, spec = await _start(cluster, redises, redis, plan, point, kind, tokens)
         load = await Child.start(cluster, f"conversations-{kind}", "bench.conversations", spec)
         try:
-            result = await _drive(cluster, redis, plan, kind, server, worker, load)
+            result = await _drive(cluster, redises, plan, kind, server, worker, load)
         finally:
             await load.close()
         result.update(await _check(redis, kind, result.pop("messages"), tokens))
-        result["redis_bytes_per_message"] = ((await _used_memory(redis)) - result.pop("mem0")) / max(1, result["ended"])
+        result["redis_bytes_per_message"] = ((await redises.used_memory()) - result.pop("mem0")) / max(1, result["ended"])
         ok = True
         return {"conversations": point.conversations, "token_ms": point.token_ms,
                 "first_token_ms": plan.first_token_ms, **result}
     finally:
         await redis.aclose()
         cluster.stop_all(timeout_s=3)  # the Redis is thrown away: no graceful drain
+        redises.stop()
         if ok:
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
 
 
-async def _start(cluster: Cluster, redis: aioredis.Redis, plan: Plan, point: Point, kind: str,
-                 tokens: int) -> tuple[Proc, Proc | None, dict[str, Any]]:
+async def _start(cluster: Cluster, redises: topology.Redises, redis: aioredis.Redis, plan: Plan, point: Point,
+                 kind: str, tokens: int) -> tuple[Proc, Proc | None, dict[str, Any]]:
     spec: dict[str, Any] = {"host": "127.0.0.1", "content": plan.content, "token_ms": point.token_ms,
                             "duration_s": plan.seconds, "warmup_s": plan.warmup_s, "ramp_s": plan.ramp_s,
                             "drain_s": plan.drain_s, "warm": plan.warm}
     worker: Proc | None = None
     if kind in ("project", "naive"):
-        settings = Settings.from_env({"AGENTSTREAM_REDIS_URL": cluster.redis_url})
-        fx = Fixtures(redis, settings)
+        fx = Fixtures(redis, redises.settings)
         tenant = await fx.tenant()
         spec.update(sessions=await fx.new_sessions(tenant, point.conversations), path=PATH,
                     headers=tenant.headers)
         pacing = {"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": str(point.token_ms),
                   "AGENTSTREAM_BUILTIN_FIRST_TOKEN_DELAY_MS": str(plan.first_token_ms)}
         if kind == "project":
-            server = await cluster.gateway(**plan.extra)
-            worker = cluster.worker(**pacing, **plan.extra)
+            server = await cluster.gateway(**redises.env, **plan.extra)
+            worker = cluster.worker(**pacing, **redises.env, **plan.extra)
         else:
             server = await cluster.naive_gateway()
             worker = cluster.naive_worker(**pacing)
-        await worker_up(cluster, worker)
+        await worker_up(cluster, worker, client=redis)
     else:
         server = await (cluster.peer() if kind == "peer" else cluster.ceiling())
         spec.update(sessions=[f"ses_{i}" for i in range(point.conversations)],
@@ -150,17 +152,17 @@ async def _start(cluster: Cluster, redis: aioredis.Redis, plan: Plan, point: Poi
     return server, worker, spec
 
 
-async def _drive(cluster: Cluster, redis: aioredis.Redis, plan: Plan, kind: str, server: Proc,
+async def _drive(cluster: Cluster, redises: topology.Redises, plan: Plan, kind: str, server: Proc,
                  worker: Proc | None, load: Child) -> dict[str, Any]:
     ready = await load.read(120)
     assert ready["event"] == "ready", ready
-    mem0 = await _used_memory(redis)
+    mem0 = await redises.used_memory()
     q = await quiet(context.QUIET_PCT, plan.quiet_wait_s)
     pids = {"gateway": server.pid, "load": load.pid}
     if worker is not None:
         pids["worker"] = worker.pid
     if kind != "ceiling":
-        pids["redis"] = cluster.redis_pid
+        pids.update(redises.pids)
     measuring = await load.ask({"cmd": "run"}, plan.warmup_s + 60)
     assert measuring["event"] == "measuring", measuring
     window = CpuWindow(pids).start()
@@ -172,6 +174,7 @@ async def _drive(cluster: Cluster, redis: aioredis.Redis, plan: Plan, kind: str,
         spy = await profile.record(target.pid, plan.seconds - plan.warmup_s, collapsed)
     end = await load.read(plan.seconds + 60)
     cpu = window.stop()
+    cpu["cpu_s"], cpu["core_pct"] = topology.fold(cpu["cpu_s"]), topology.fold(cpu["core_pct"])
     done = await load.read(plan.drain_s + 120)
     top = None
     if spy is not None:
@@ -216,10 +219,6 @@ async def _check(redis: aioredis.Redis, kind: str, messages: list[list[Any]], to
     return {"lost": lost, "retried": retried}
 
 
-async def _used_memory(redis: aioredis.Redis) -> int:
-    return int((await redis.info("memory"))["used_memory"])
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.scenarios.e2e``: the end-to-end scenario alone (what ``make bench`` runs
     after the gateway scenarios), with every knob as a flag."""
@@ -240,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, help="seconds not measured at the start of each point")
     p.add_argument("--drain", type=float, help="seconds messages in flight get after the window")
     p.add_argument("--kinds", help=f"comma-separated, of {','.join(KINDS)}")
+    p.add_argument("--topology", choices=tuple(topology.TOPOLOGIES),
+                   help="the project's Redis: standalone (embedded), or 1 or 3 Redis Cluster primaries "
+                        "plus the queue Redis (project kind only; bench.scenarios.scaling runs all three)")
     p.add_argument("--profile", choices=("worker", "gateway"), help="py-spy on the project's worker or gateway")
     p.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "e2e.json")
     args = p.parse_args(argv)
@@ -247,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     changes: dict[str, Any] = {k: v for k, v in {
         "points": parse_points(args.points) if args.points else None, "first_token_ms": args.first_token_ms,
         "seconds": args.seconds, "warmup_s": args.warmup, "drain_s": args.drain,
-        "kinds": tuple(args.kinds.split(",")) if args.kinds else None, "profile": args.profile}.items()
+        "kinds": tuple(args.kinds.split(",")) if args.kinds else None, "profile": args.profile,
+        "topology": args.topology}.items()
         if v is not None}
     plan = replace(base, **changes)
     raise_nofile()
