@@ -10,7 +10,9 @@ and the scenarios against them, driven from separate load and producer processes
 5. peer: Vercel's resumable-stream in one Node process (live delivery and throughput only);
 6. capacity: a fresh process of each kind;
 7. end to end (``bench.scenarios.e2e``): C paced conversations against a gateway + worker, the
-   naive pair, the peer and the ceiling, each on a fresh Redis.
+   naive pair, the peer and the ceiling, each on a fresh Redis;
+8. scaling out (``bench.scenarios.scaling``): the project's end-to-end point on 1 and 3 Redis
+   Cluster primaries (+ the queue Redis), beside its standalone row from step 7.
 
 Prints the table and writes ``bench/results/latest.json``.
 """
@@ -32,7 +34,7 @@ from bench import memory, report, report_e2e
 from bench.context import FULL, QUICK, Ctx
 from bench.fixtures import Fixtures, events_path
 from bench.procs import ROOT, Cluster, Proc, ensure_peer, raise_nofile, worker_up
-from bench.scenarios import capacity, e2e, idle, live, replay, ttfe
+from bench.scenarios import capacity, e2e, idle, live, replay, scaling, ttfe
 from shared import connect
 from shared.settings import Settings
 
@@ -65,9 +67,11 @@ async def _kind(ctx: Ctx, kind: str, server: Proc, worker: Proc | None, sessions
 async def bench(quick: bool, quiet_wait_s: float | None = None) -> dict[str, Any]:
     counts = QUICK if quick else FULL
     plan = e2e.QUICK if quick else e2e.FULL
+    scale = scaling.QUICK if quick else scaling.FULL
     if quiet_wait_s is not None:  # a machine that is never quiet: do not wait a minute per window
         counts = dataclasses.replace(counts, quiet_wait_s=quiet_wait_s)
         plan = dataclasses.replace(plan, quiet_wait_s=quiet_wait_s)
+        scale = dataclasses.replace(scale, quiet_wait_s=quiet_wait_s)
     nofile = raise_nofile()
     ensure_peer()
     tmp = Path(tempfile.mkdtemp(prefix="agentstream-bench-"))
@@ -111,6 +115,7 @@ async def bench(quick: bool, quiet_wait_s: float | None = None) -> dict[str, Any
         await redis.aclose()
         cluster.stop_all()
         end_to_end = await e2e.measure(tmp, plan, log)
+        scaled = await scaling.measure(tmp, scale, scaling.TOPOLOGIES, log, end_to_end)
         log("Redis memory per finished message (bench.memory)")
         mem = await memory.measure(*((4, 10) if quick else (20, 25)))
         ok = True
@@ -119,7 +124,7 @@ async def bench(quick: bool, quiet_wait_s: float | None = None) -> dict[str, Any
             "machine": report.machine(nofile, str(info.get("redis_version"))),
             "command": "make bench" + (" QUICK=1" if quick else "")
                        + (f" (python -m bench.run --quiet-wait {quiet_wait_s:g})" if quiet_wait_s is not None else ""),
-            "raw": {**per_kind, "capacity": cap, "idle": idle_cost, "e2e": end_to_end, "memory": mem},
+            "raw": {**per_kind, "capacity": cap, "idle": idle_cost, "e2e": end_to_end, "scaling": scaled, "memory": mem},
         }
     finally:
         cluster.stop_all()
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(result))
     print()
     print(report_e2e.table(result["raw"]["e2e"]))
+    print()
+    print(scaling.table(result["raw"]["scaling"]))
     print()
     print(memory.table(result["raw"]["memory"]))
     print(f"\nwritten: {args.output}  ({result['seconds']:.0f} s)")
