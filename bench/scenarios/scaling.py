@@ -35,7 +35,7 @@ from bench.scenarios import e2e
 TOPOLOGIES = tuple(topology.TOPOLOGIES)
 FULL = replace(e2e.FULL, points=(e2e.Point(250, 20),), kinds=("project",))
 QUICK = replace(e2e.QUICK, kinds=("project",))
-COLUMNS = (*report_e2e.E2E_COLUMNS, "queue µs/ev", "core% gw", "worker", "redis", "queue")
+COLUMNS = (*report_e2e.E2E_COLUMNS, "queue µs/ev", "core% gw", "worker", "redis", "queue", "machine%")
 
 
 async def measure(tmp: Path, plan: e2e.Plan, topologies: tuple[str, ...] = TOPOLOGIES, log: Any = print,
@@ -78,7 +78,7 @@ def ratio(row: dict[str, Any], over: str = "cluster1", under: str = "cluster3") 
 def _cells(r: dict[str, Any]) -> tuple[str, ...]:
     core = r["core_pct"]
     return (*report_e2e._e2e_cells(r), _fmt(r["cpu_us_per_event"].get("redis_queue")), _fmt(core.get("gateway")),
-            _fmt(core.get("worker")), _fmt(core.get("redis")), _fmt(core.get("redis_queue")))
+            _fmt(core.get("worker")), _fmt(core.get("redis")), _fmt(core.get("redis_queue")), _fmt(r.get("machine_pct")))
 
 
 def table(result: dict[str, Any]) -> str:
@@ -98,7 +98,8 @@ def table(result: dict[str, Any]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("µs/ev redis: every Redis server (on a cluster: all primaries + the queue Redis); queue µs/ev: "
                  "the queue Redis's share of it; core%: % of one core per process over the window "
-                 "(the machine has two); * = the e2e table's project row at the same point")
+                 "(the machine has two: machine% is all of it, 200 at most, others% the part outside this run); "
+                 "* = the e2e table's project row at the same point")
     for label, row in result["points"].items():
         x = ratio(row)
         if x is not None:

@@ -23,7 +23,7 @@ def _row(events_per_s: float) -> dict[str, Any]:
                                  "total": 310.0, "load": 40.0},
             "core_pct": {"gateway": 90.0, "worker": 80.0, "redis": 30.0, "redis_queue": 5.0, "load": 20.0},
             "resets": 0, "lost": 0, "bad_terminal": 0, "unfinished": 0, "errors": {}, "retried": 0,
-            "redis_bytes_per_message": 9000.0, "others_pct": 3.0}
+            "redis_bytes_per_message": 9000.0, "others_pct": 3.0, "machine_pct": 190.0}
 
 
 def test_ratio_is_three_over_one() -> None:
