@@ -43,10 +43,10 @@ lint: $(STAMP) ## ruff, mypy and the import layers contract
 	$(BIN)/mypy --disallow-untyped-defs clients/python/agentstream_client
 	$(BIN)/lint-imports --no-cache
 
-bench: $(STAMP) ## benchmark against the naive baseline, the ceiling and the peer, end to end too (QUICK=1: ~2 min)
+bench: $(STAMP) ## benchmark against the naive baseline, the ceiling and the peer, end to end too, and on 1 vs 3 Redis Cluster primaries (QUICK=1: ~2 min)
 	$(BIN)/agentstream bench $(if $(QUICK),--quick,)
 
-bench-cluster: $(STAMP) ## Redis Cluster: events/s and Redis CPU per event on 1 vs 3 primaries, and the queue's cost (QUICK=1)
+bench-cluster: $(STAMP) ## Redis Cluster hot path in-process (appender + sharded hub, no HTTP): Redis CPU per event on 1 vs 3 primaries, the queue's cost (QUICK=1)
 	$(BIN)/python -m bench.cluster $(if $(QUICK),--quick,)
 
 clients: $(STAMP) ## build the Python client's wheel into dist/ (the JavaScript client is clients/js/agentstream.js)
