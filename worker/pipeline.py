@@ -40,7 +40,7 @@ from shared.ids import iso, now_ms
 from shared.models import DEFAULT_SYSTEM_PROMPT
 from shared.stores.confirmations import ConfirmationStore
 from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry
-from worker import observe
+from worker import observe, offload
 from worker.deps import Deps
 from worker.emitter import Emitter
 from worker.models.base import TextDelta, ToolReport, ToolUse, Turn, Usage
@@ -91,10 +91,10 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
         log.info("message %s attempt %d: %d recorded events, %d recorded steps", msg_id, attempt, len(rows),
                  len(state.steps))
 
-    # CPU-bound on up to 32,000 characters: off the event loop, so the lease renewal and every
-    # other job on this worker keep running meanwhile (issue 15.1)
+    # CPU-bound on up to 32,000 characters: a long content goes off the event loop, so the lease
+    # renewal and every other job on this worker keep running meanwhile (issue 15.1)
     with tracing.span("intent"):
-        c = await asyncio.to_thread(classify, record.content)
+        c = await offload.by_length(record.content, classify, record.content)
     await em.emit(Intent(intent=c.event_intent, confidence=c.confidence, category=c.event_category,
                          reasoning=c.reasoning, context_scope="namespace" if c.event_intent != "conversation"
                          else "session"))
