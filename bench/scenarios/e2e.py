@@ -29,7 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench import context, profile
+from bench import context, profile, soak
 from bench.fixtures import Fixtures
 from bench.procs import ROOT, Child, Cluster, CpuWindow, Proc, quiet, worker_up
 from shared import connect, keys
@@ -66,11 +66,19 @@ class Plan:
     quiet_wait_s: float = 20.0  # before each window, wait this long at most for other load to stop
     profile: str = ""  # "worker" or "gateway": py-spy on that project process in each window
     extra: dict[str, str] = field(default_factory=dict)  # AGENTSTREAM_* for the project's processes
+    tick_s: float = 0.0  # the soak: one row per tick_s of the window (bench.soak); 0: none
+
+
+def soak_plan(base: Plan, seconds: float, tick_s: float, point: Point) -> Plan:
+    """One point of the project held for ``seconds`` of measured window, reported every
+    ``tick_s`` (the soak of issue 16; on QUICK, what QUICK=1 can afford: e.g. 30 s by 10 s)."""
+    return replace(base, points=(point,), seconds=base.warmup_s + seconds, tick_s=tick_s, kinds=("project",))
 
 
 FULL = Plan(points=(Point(25, 20), Point(100, 20), Point(250, 20), Point(1000, 200)))
 QUICK = Plan(points=(Point(20, 20),), seconds=3.0, warmup_s=1.0, ramp_s=0.5, drain_s=10.0, warm=1,
              quiet_wait_s=0.5)
+SOAK_POINT = Point(100, 20)  # 100 conversations at 50 tok/s: each session gains ~1.5 messages a second
 
 
 def parse_points(text: str) -> tuple[Point, ...]:
@@ -124,7 +132,7 @@ async def _start(cluster: Cluster, redis: aioredis.Redis, plan: Plan, point: Poi
                  tokens: int) -> tuple[Proc, Proc | None, dict[str, Any]]:
     spec: dict[str, Any] = {"host": "127.0.0.1", "content": plan.content, "token_ms": point.token_ms,
                             "duration_s": plan.seconds, "warmup_s": plan.warmup_s, "ramp_s": plan.ramp_s,
-                            "drain_s": plan.drain_s, "warm": plan.warm}
+                            "drain_s": plan.drain_s, "warm": plan.warm, "tick_s": plan.tick_s}
     worker: Proc | None = None
     if kind in ("project", "naive"):
         settings = Settings.from_env({"AGENTSTREAM_REDIS_URL": cluster.redis_url})
@@ -170,7 +178,10 @@ async def _drive(cluster: Cluster, redis: aioredis.Redis, plan: Plan, kind: str,
         assert target is not None
         PROFILES.mkdir(parents=True, exist_ok=True)
         spy = await profile.record(target.pid, plan.seconds - plan.warmup_s, collapsed)
-    end = await load.read(plan.seconds + 60)
+    ticks = []
+    while (end := await load.read(plan.seconds + 60))["event"] == "tick":
+        now = window.stop()  # so far; the window goes on
+        ticks.append({**end, "cpu_s": now["cpu_s"], "others_s": now["others_pct"] * now["wall_s"] / 100})
     cpu = window.stop()
     done = await load.read(plan.drain_s + 120)
     top = None
@@ -192,6 +203,7 @@ async def _drive(cluster: Cluster, redis: aioredis.Redis, plan: Plan, kind: str,
         "in_flight_at_end": end["in_flight"], "drain_s": done["drain_s"],
         "tokens_per_message": statistics.median(ready["warm_tokens"]) if ready["warm_tokens"] else None,
         "messages": done["messages"], "mem0": mem0, **({"profile": top} if top else {}),
+        **({"soak": soak.rows(ticks), "soak_drift": soak.drift(soak.rows(ticks))} if ticks else {}),
     }
 
 
@@ -241,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", type=float, help="seconds messages in flight get after the window")
     p.add_argument("--kinds", help=f"comma-separated, of {','.join(KINDS)}")
     p.add_argument("--profile", choices=("worker", "gateway"), help="py-spy on the project's worker or gateway")
+    p.add_argument("--soak", type=float, metavar="SECONDS",
+                   help="the soak: one point (--points, default 100@20) held for SECONDS of measured window, "
+                        "a row per --tick; with --quick, QUICK's warm-up and drain")
+    p.add_argument("--tick", type=float, default=60.0, help="seconds per soak row (default 60)")
     p.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "e2e.json")
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
@@ -250,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         "kinds": tuple(args.kinds.split(",")) if args.kinds else None, "profile": args.profile}.items()
         if v is not None}
     plan = replace(base, **changes)
+    if args.soak:
+        plan = soak_plan(plan, args.soak, args.tick, plan.points[0] if args.points else SOAK_POINT)
     raise_nofile()
     if "peer" in plan.kinds:
         ensure_peer()
@@ -262,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(report_e2e.table(result))
+    for label, row in result["points"].items():
+        if "soak" in row.get("project", {}):
+            print("\n" + soak.table(label, plan.tick_s, row["project"]["soak"]))
     for label, row in result["points"].items():
         if "profile" in row.get("project", {}):
             print(f"\nproject {plan.profile} profile at {label}:\n{row['project']['profile']}")
