@@ -16,6 +16,9 @@ counted apart), terminal events (``done``/``error``) and resets. Lines on stdout
 * ``ready`` after ``warm`` messages, one after another (their token counts included);
 * ``measuring`` at ``warmup_s`` and ``window`` at ``duration_s`` (the orchestrator reads CPU
   between the two), with the events and messages delivered so far;
+* with ``tick_s`` (the soak), a ``tick`` every ``tick_s`` inside the window: events and
+  messages so far, TTFE and per-message time of the messages since the previous tick, and
+  messages sent per conversation so far (how long the sessions have grown);
 * ``done`` with the summaries and, per finished message, (message id, session, events).
 
 Cheap on purpose (it shares two cores with what it measures): uvloop, and one raw asyncio
@@ -53,6 +56,7 @@ class Load:
                          for s in spec["sessions"]]
         self.stop_at = float("inf")
         self.in_flight: set[Exchange] = set()
+        self.sent = 0  # messages sent, every conversation together
 
     async def _connect(self) -> Exchange:
         loop = asyncio.get_running_loop()
@@ -66,6 +70,7 @@ class Load:
             if ex is None or ex.closed:
                 ex = await self._connect()
             self.in_flight.add(ex)
+            self.sent += 1
             try:
                 await asyncio.wait_for(ex.send(self.requests[i], self.sessions[i]), timeout_s)
             finally:
@@ -95,6 +100,16 @@ class Load:
         self.stats = Stats(self.spec.get("token_ms", 0))  # the warm-up counts for nothing
         return tokens
 
+    async def ticks(self, tick_s: float, c: int) -> None:
+        st = self.stats
+        n_ttfe, n_msg, k = len(st.ttfe_ms), len(st.message_ms), 1
+        while st.t_from + k * tick_s <= st.t_to + 1e-6:
+            await asyncio.sleep(max(0.0, st.t_from + k * tick_s - time.monotonic()))
+            emit({"event": "tick", "t_s": time.monotonic() - st.t_from, "events": st.events,
+                  "finished": st.finished, "ttfe_ms": summary(st.ttfe_ms[n_ttfe:]),
+                  "message_ms": summary(st.message_ms[n_msg:]), "messages_per_session": self.sent / c})
+            n_ttfe, n_msg, k = len(st.ttfe_ms), len(st.message_ms), k + 1
+
     async def run(self) -> dict[str, Any]:
         spec, st = self.spec, self.stats
         c = len(self.requests)
@@ -106,6 +121,8 @@ class Load:
                  for i in range(c)]
         await asyncio.sleep(max(0.0, st.t_from - time.monotonic()))
         emit({"event": "measuring", "events": st.events, "finished": st.finished})
+        if spec.get("tick_s"):
+            await self.ticks(spec["tick_s"], c)
         await asyncio.sleep(max(0.0, st.t_to - time.monotonic()))
         window = {"event": "window", "events": st.events, "finished": st.finished,
                   "seconds": st.t_to - st.t_from, "in_flight": len(self.in_flight)}

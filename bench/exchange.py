@@ -32,6 +32,7 @@ class Stats:
         self.ttfe_ms: list[float] = []
         self.ttft_ms: list[float] = []
         self.gap_ms: list[float] = []  # gap between consecutive tokens minus the pacing
+        self.message_ms: list[float] = []  # POST written to the end of its response, per ended message
         self.dups = 0
         self.resets = 0
         self.bad_terminal = 0  # responses that ended with other than exactly one terminal
@@ -203,6 +204,7 @@ class Exchange(asyncio.Protocol):
                 st.bad_terminal += 1
             st.messages.append((self.msg_id, self.session, self.n_events))
             st.tokens.append(self.n_tokens)
+            st.message_ms.append((time.monotonic() - self.t_sent) * 1000)
             if st.in_window(time.monotonic()):
                 st.finished += 1
         if not ok or not self.keep_alive:

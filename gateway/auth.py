@@ -46,13 +46,13 @@ async def authenticate(request: Request) -> Caller:
                     "the Authorization header", code="api_key_in_url", details={"parameter": "access_token"})
         if key is not None and stream_tokens.looks_like(key):
             return await _token_caller(request, key)
-    principal = await svc.tenants.authenticate(key)
+    given = request.headers.get("x-namespace") or request.query_params.get("namespace")
+    principal = await svc.tenants.authenticate(key, given)
     needed = access.required(request)
     if not access.allows(principal.scope, needed):
         raise Forbidden(f"This API key's scope is {principal.scope!r}; this operation needs {needed!r}",
                         code="insufficient_scope", details={"key_scope": principal.scope, "required_scope": needed})
     await check_rate(svc.redis, svc.settings, principal.key_hash)
-    given = request.headers.get("x-namespace") or request.query_params.get("namespace")
     ns_id = await svc.tenants.resolve_namespace(principal, given)
     request.state.key_hash = principal.key_hash
     request.state.principal = principal

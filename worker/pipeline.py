@@ -19,7 +19,7 @@ import msgspec
 
 from dataplane import catalogue
 from intent import classify
-from shared import keys, tracing
+from shared import tracing
 from shared.events import (
     ConfirmationRequired,
     Done,
@@ -40,11 +40,12 @@ from shared.ids import iso, now_ms
 from shared.models import DEFAULT_SYSTEM_PROMPT
 from shared.stores.confirmations import ConfirmationStore
 from shared.stores.session_log import AssistantEntry, ToolEntry, TurnEntry
-from worker import observe
+from worker import observe, offload
 from worker.deps import Deps
 from worker.emitter import Emitter
 from worker.models.base import TextDelta, ToolReport, ToolUse, Turn, Usage
 from worker.recorded import Call, Recorded, call_id, effective, rebuild
+from worker.start import read as read_start
 from worker.tools import budget
 from worker.tools.base import ToolContext, ToolError
 
@@ -63,17 +64,16 @@ def session_name_for(content: str) -> str:
 
 
 async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
-    record = await deps.messages.record(ses_id, msg_id)
+    # Everything the run reads before its first event, in one round trip (worker/start.py).
+    start = await read_start(deps.redis, ses_id, msg_id)
+    record = start.record
     if record is None or record.ended:
         return
     marker = deps.settings.fault_crash_marker
     if marker and marker in record.content:
         log.error("message %s holds the fault-injection marker: exiting now", msg_id)
         os._exit(70)
-    rows: list[tuple[str, str, bytes]] = []
-    if record.count:
-        raw = await deps.redis.xrange(keys.events(ses_id, msg_id))
-        rows = [(i.decode(), f[b"t"].decode(), f[b"d"]) for i, f in raw]
+    rows = start.rows
     state = Recorded()
     if len(rows) < record.count:
         # MAXLEN trimmed the head of the stream: what is left cannot be replayed as the
@@ -91,10 +91,10 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
         log.info("message %s attempt %d: %d recorded events, %d recorded steps", msg_id, attempt, len(rows),
                  len(state.steps))
 
-    # CPU-bound on up to 32,000 characters: off the event loop, so the lease renewal and every
-    # other job on this worker keep running meanwhile (issue 15.1)
+    # CPU-bound on up to 32,000 characters: a long content goes off the event loop, so the lease
+    # renewal and every other job on this worker keep running meanwhile (issue 15.1)
     with tracing.span("intent"):
-        c = await asyncio.to_thread(classify, record.content)
+        c = await offload.by_length(record.content, classify, record.content)
     await em.emit(Intent(intent=c.event_intent, confidence=c.confidence, category=c.event_category,
                          reasoning=c.reasoning, context_scope="namespace" if c.event_intent != "conversation"
                          else "session"))
@@ -103,16 +103,14 @@ async def run(deps: Deps, ses_id: str, msg_id: str, attempt: int) -> None:
     # writes nothing. The model is asked only for what comes after them.
     await em.emit(*state.replay)
 
-    # Read after the first events are on their way (group commit: emit did not wait), so the
-    # session's read overlaps their append instead of delaying the first event.
-    session = await deps.redis.hgetall(keys.session(ses_id))
+    session = start.session
     config = _dec.decode(session.get(b"agent_config") or b"{}")
     model_name = (session.get(b"effective_model") or b"agentstream-builtin").decode()
     turn = Turn(
         message_id=msg_id, content=record.content, intent=c.event_intent,
         system_prompt=config.get("system_prompt") or DEFAULT_SYSTEM_PROMPT,
-        history=await _history(deps, ses_id, msg_id),
-        memory=await _memory(deps, ses_id, session),
+        history=await _history(deps, ses_id, msg_id, start.log_head),
+        memory=_memory(session, start.memory),
         tools=sorted(catalogue.allowed(config.get("available_tools"))),
         model=model_name, max_tokens=int(config.get("max_tokens") or 4096),
         temperature=float(config.get("temperature") if config.get("temperature") is not None else 0.7),
@@ -257,16 +255,15 @@ async def _confirm(deps: Deps, em: Emitter, ctx: ToolContext, call: Call) -> str
     return conf.state
 
 
-async def _memory(deps: Deps, ses_id: str, session: dict[bytes, bytes]) -> dict[str, Any] | None:
+def _memory(session: dict[bytes, bytes], remembered: list[bytes]) -> dict[str, Any] | None:
     """The user's memory (PATCH replaces it) plus the exchanges they rated positively."""
     memory = dict(_dec.decode(session[b"user_memory"])) if session.get(b"user_memory") else {}
-    if session.get(b"enable_memory") == b"1":
-        remembered = await deps.sessions.memories(ses_id)
-        if remembered:
-            memory["remembered"] = remembered
+    if session.get(b"enable_memory") == b"1" and remembered:
+        memory["remembered"] = [_dec.decode(x) for x in remembered]
     return memory or None
 
 
-async def _history(deps: Deps, ses_id: str, msg_id: str) -> list[dict[str, Any]]:
-    # A bounded window read backwards, not the whole log: a long session costs what a short one does.
-    return list(await deps.sessions.exchanges_before(ses_id, msg_id, HISTORY_TURNS))
+async def _history(deps: Deps, ses_id: str, msg_id: str, head: list[Any]) -> list[dict[str, Any]]:
+    # A bounded window read backwards, not the whole log: a long session costs what a short one
+    # does. Its newest chunk came with the job start; a further read only if that is not enough.
+    return list(await deps.sessions.exchanges_before(ses_id, msg_id, HISTORY_TURNS, head=head))

@@ -29,7 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench import context, profile, topology
+from bench import context, profile, soak, topology
 from bench.fixtures import Fixtures
 from bench.procs import ROOT, Child, Cluster, CpuWindow, Proc, quiet, worker_up
 from shared import keys
@@ -66,11 +66,19 @@ class Plan:
     profile: str = ""  # "worker" or "gateway": py-spy on that project process in each window
     extra: dict[str, str] = field(default_factory=dict)  # AGENTSTREAM_* for the project's processes
     topology: str = "standalone"  # bench.topology: the project's Redis (a cluster: project kind only)
+    tick_s: float = 0.0  # the soak: one row per tick_s of the window (bench.soak); 0: none
+
+
+def soak_plan(base: Plan, seconds: float, tick_s: float, point: Point) -> Plan:
+    """One point of the project held for ``seconds`` of measured window, reported every
+    ``tick_s`` (the soak of issue 16; on QUICK, what QUICK=1 can afford: e.g. 30 s by 10 s)."""
+    return replace(base, points=(point,), seconds=base.warmup_s + seconds, tick_s=tick_s, kinds=("project",))
 
 
 FULL = Plan(points=(Point(25, 20), Point(100, 20), Point(250, 20), Point(1000, 200)))
 QUICK = Plan(points=(Point(20, 20),), seconds=3.0, warmup_s=1.0, ramp_s=0.5, drain_s=10.0, warm=1,
              quiet_wait_s=0.5)
+SOAK_POINT = Point(100, 20)  # 100 conversations at 50 tok/s: each session gains ~1.5 messages a second
 
 
 def parse_points(text: str) -> tuple[Point, ...]:
@@ -127,7 +135,7 @@ async def _start(cluster: Cluster, redises: topology.Redises, redis: aioredis.Re
                  kind: str, tokens: int) -> tuple[Proc, Proc | None, dict[str, Any]]:
     spec: dict[str, Any] = {"host": "127.0.0.1", "content": plan.content, "token_ms": point.token_ms,
                             "duration_s": plan.seconds, "warmup_s": plan.warmup_s, "ramp_s": plan.ramp_s,
-                            "drain_s": plan.drain_s, "warm": plan.warm}
+                            "drain_s": plan.drain_s, "warm": plan.warm, "tick_s": plan.tick_s}
     worker: Proc | None = None
     if kind in ("project", "naive"):
         fx = Fixtures(redis, redises.settings)
@@ -172,7 +180,10 @@ async def _drive(cluster: Cluster, redises: topology.Redises, plan: Plan, kind: 
         assert target is not None
         PROFILES.mkdir(parents=True, exist_ok=True)
         spy = await profile.record(target.pid, plan.seconds - plan.warmup_s, collapsed)
-    end = await load.read(plan.seconds + 60)
+    ticks = []
+    while (end := await load.read(plan.seconds + 60))["event"] == "tick":
+        now = window.stop()  # so far; the window goes on
+        ticks.append({**end, "cpu_s": topology.fold(now["cpu_s"]), "others_s": now["others_pct"] * now["wall_s"] / 100})
     cpu = window.stop()
     cpu["cpu_s"], cpu["core_pct"] = topology.fold(cpu["cpu_s"]), topology.fold(cpu["core_pct"])
     done = await load.read(plan.drain_s + 120)
@@ -195,6 +206,7 @@ async def _drive(cluster: Cluster, redises: topology.Redises, plan: Plan, kind: 
         "in_flight_at_end": end["in_flight"], "drain_s": done["drain_s"],
         "tokens_per_message": statistics.median(ready["warm_tokens"]) if ready["warm_tokens"] else None,
         "messages": done["messages"], "mem0": mem0, **({"profile": top} if top else {}),
+        **({"soak": soak.rows(ticks), "soak_drift": soak.drift(soak.rows(ticks))} if ticks else {}),
     }
 
 
@@ -243,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="the project's Redis: standalone (embedded), or 1 or 3 Redis Cluster primaries "
                         "plus the queue Redis (project kind only; bench.scenarios.scaling runs all three)")
     p.add_argument("--profile", choices=("worker", "gateway"), help="py-spy on the project's worker or gateway")
+    p.add_argument("--soak", type=float, metavar="SECONDS",
+                   help="the soak: one point (--points, default 100@20) held for SECONDS of measured window, "
+                        "a row per --tick; with --quick, QUICK's warm-up and drain")
+    p.add_argument("--tick", type=float, default=60.0, help="seconds per soak row (default 60)")
     p.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "e2e.json")
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
@@ -253,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "topology": args.topology}.items()
         if v is not None}
     plan = replace(base, **changes)
+    if args.soak:
+        plan = soak_plan(plan, args.soak, args.tick, plan.points[0] if args.points else SOAK_POINT)
     raise_nofile()
     if "peer" in plan.kinds:
         ensure_peer()
@@ -265,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(report_e2e.table(result))
+    for label, row in result["points"].items():
+        if "soak" in row.get("project", {}):
+            print("\n" + soak.table(label, plan.tick_s, row["project"]["soak"]))
     for label, row in result["points"].items():
         if "profile" in row.get("project", {}):
             print(f"\nproject {plan.profile} profile at {label}:\n{row['project']['profile']}")

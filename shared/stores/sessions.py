@@ -22,6 +22,7 @@ from shared.stores import compaction, session_log
 
 _json = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
+HISTORY_CHUNK = 64  # session log entries per backward read: ~21 plain exchanges (user, assistant, turn)
 
 MEMORY_CAP = 50  # remembered exchanges per session; the oldest go first
 QUOTA_FIELDS = {
@@ -234,18 +235,18 @@ class SessionStore:
                 pipe.pexpireat(key, int(expires) + 60_000)
             await pipe.execute()
 
-    async def memories(self, ses_id: str) -> list[dict[str, Any]]:
-        return [_dec.decode(x) for x in await self.redis.lrange(keys.session_memory(ses_id), 0, -1)]
-
     async def log(self, ses_id: str) -> list[session_log.AnyEntry]:
         rows = await self.redis.xrange(keys.session_log(ses_id))
         return [session_log.decode(f[b"d"]) for _, f in rows]
 
-    async def exchanges_before(self, ses_id: str, msg_id: str, limit: int, chunk: int = 64) -> list[dict[str, str]]:
+    async def exchanges_before(self, ses_id: str, msg_id: str, limit: int, chunk: int = HISTORY_CHUNK,
+                               head: list[Any] | None = None) -> list[dict[str, str]]:
         """The last ``limit`` exchanges accepted before ``msg_id`` as model history (user and
         assistant texts, oldest first, each exchange whole). The log is read backwards in
         chunks and only as far as needed, so a long session costs what a short one costs.
-        Messages accepted after ``msg_id`` (waiting their turn) and rolled-back ones are left out."""
+        Messages accepted after ``msg_id`` (waiting their turn) and rolled-back ones are left out.
+        ``head``: the log's newest ``chunk`` entries (``XREVRANGE + - COUNT chunk``) when the
+        caller already read them in a round trip of its own (the worker's job start)."""
         later: list[tuple[str, str]] = []
         skip: set[str] = set()
         users: list[tuple[str, str]] = []  # (message id, content), newest first
@@ -253,7 +254,10 @@ class SessionStore:
         seen_self = False
         upper = "+"
         while len(users) < limit:
-            rows = await self.redis.xrevrange(keys.session_log(ses_id), max=upper, min="-", count=chunk)
+            if head is not None:
+                rows, head = head, None
+            else:
+                rows = await self.redis.xrevrange(keys.session_log(ses_id), max=upper, min="-", count=chunk)
             for _, f in rows:
                 e = session_log.decode(f[b"d"])
                 if isinstance(e, session_log.TurnEntry) and e.status == session_log.ROLLED_BACK:

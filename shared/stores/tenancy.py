@@ -50,6 +50,9 @@ class Principal:
     key_id: str = ""
     scope: str = FULL
     expires_ms: int = 0  # 0: never
+    # (namespace name, its id or "" if unknown), read with the key when the request named its
+    # namespace: resolving it then costs no round trip of its own
+    named: tuple[str, str] | None = None
 
 
 def _int(record: dict[bytes, bytes], name: str) -> int:
@@ -110,11 +113,12 @@ class TenantStore:
                 await pipe.execute()
         return ns_id, org
 
-    async def authenticate(self, api_key: str | None) -> Principal:
+    async def authenticate(self, api_key: str | None, namespace: str | None = None) -> Principal:
+        """``namespace``: the name (or id) the request gave, looked up in the same round trip."""
         if not api_key:
             raise Unauthorized("Missing API key: send Authorization: Bearer <key>", code="missing_api_key",
                                details={"header": "Authorization", "scheme": "Bearer"})
-        return await self._principal(hash_key(api_key))
+        return await self._principal(hash_key(api_key), namespace)
 
     async def authenticate_id(self, key_id: str) -> Principal:
         """The principal of a key named by its public id (a stream token names its key so)."""
@@ -124,11 +128,14 @@ class TenantStore:
                                details={"parameter": "access_token"})
         return await self._principal(h.decode())
 
-    async def _principal(self, h: str) -> Principal:
+    async def _principal(self, h: str, namespace: str | None = None) -> Principal:
+        name = namespace if namespace and not namespace.startswith("ns_") else None
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.api_key(h))
             pipe.smembers(keys.api_key(h) + ":ns")
-            record, namespaces = await pipe.execute()
+            if name is not None:
+                pipe.get(keys.namespace_by_name(name))
+            record, namespaces, *found = await pipe.execute()
         stored = record.get(b"hash", b"").decode()
         # The lookup is by hash already; the constant-time compare keeps it that way if the
         # lookup ever changes to a prefix index.
@@ -139,8 +146,9 @@ class TenantStore:
         key_id = record[b"id"].decode() if b"id" in record else await self.adopt(h)
         await self._touch(h, now)
         scope = record.get(b"scope", FULL.encode()).decode()
+        named = (name, found[0].decode() if found[0] else "") if name is not None else None
         return Principal(h, record[b"org_id"].decode(), frozenset(n.decode() for n in namespaces),
-                         key_id, scope if scope in SCOPES else READ, _int(record, "expires_ms"))
+                         key_id, scope if scope in SCOPES else READ, _int(record, "expires_ms"), named)
 
     async def _touch(self, h: str, now: int) -> None:
         # One write per key per minute per process, not one per request.
@@ -171,8 +179,11 @@ class TenantStore:
             raise NotFound("Namespace required: send X-Namespace or ?namespace=", code="namespace_required")
         ns_id = given
         if not given.startswith("ns_"):
-            found = await self.redis.get(keys.namespace_by_name(given))
-            ns_id = found.decode() if found else ""
+            if principal.named is not None and principal.named[0] == given:
+                ns_id = principal.named[1]  # read with the key
+            else:
+                found = await self.redis.get(keys.namespace_by_name(given))
+                ns_id = found.decode() if found else ""
         if ns_id not in principal.namespaces:
             # Unknown and not-yours answer the same: no probing for other tenants' names.
             raise NotFound("Namespace not found", code="namespace_not_found", details={"namespace": given})

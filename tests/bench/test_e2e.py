@@ -40,3 +40,13 @@ async def test_every_message_ends_once_and_nothing_is_lost(kind: str, short_tmp:
     assert set(r["cpu_us_per_event"]) >= {"gateway", "load", "total"}
     if kind in ("project", "naive"):
         assert r["tokens_per_message"] and "worker" in r["cpu_us_per_event"] and "redis" in r["cpu_us_per_event"]
+
+
+async def test_the_soak_reports_one_row_per_tick(short_tmp: Path) -> None:
+    plan = e2e.soak_plan(PLAN, seconds=1.2, tick_s=0.4, point=POINT)
+    r = await e2e.measure_point(short_tmp, plan, POINT, "project", tokens=17)
+    assert len(r["soak"]) == 3 and r["soak_drift"]["intervals"] == 3
+    assert all(row["events"] > 0 and row["cpu_us_per_event"]["worker"] > 0 for row in r["soak"])
+    # the sessions grow from one interval to the next
+    assert [row["messages_per_session"] for row in r["soak"]] == sorted(row["messages_per_session"] for row in r["soak"])
+    assert (r["lost"], r["resets"], r["bad_terminal"], r["unfinished"]) == (0, 0, 0, 0)

@@ -24,10 +24,13 @@ from shared import keys
 from shared.settings import Settings
 from tests.stack import Proc, Stack
 from worker import main as worker_main
-from worker import pipeline
+from worker import offload, pipeline
 
 LEASE_S = 2.0  # as the fault suite uses: a loaded machine must not lapse a healthy lease
 ENV = {"AGENTSTREAM_LEASE_S": str(LEASE_S), "AGENTSTREAM_REAPER_INTERVAL_S": "0.2"}
+# Long enough to be classified off the event loop (worker/offload.py): a short content is
+# classified inline, where it takes well under a millisecond.
+CONTENT = "hello there, " * (offload.INLINE_MAX_CHARS // 13 + 1)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def test_a_job_held_in_a_cpu_bound_step_past_its_lease_is_not_taken_over(stack: 
     headers = {"Authorization": f"Bearer {key}", "X-Namespace": ns}
     gw = _gateway(stack)
     sid = httpx.post(gw.url + "/v1/agents/sessions", json={"agent_config": {}}, headers=headers).json()["session_id"]
-    with httpx.stream("POST", f"{gw.url}/v1/agents/sessions/{sid}/messages", json={"content": "hello there"},
+    with httpx.stream("POST", f"{gw.url}/v1/agents/sessions/{sid}/messages", json={"content": CONTENT},
                       headers=headers, timeout=10) as r:
         assert r.status_code == 200
         mid = r.headers["x-message-id"]  # queued; no worker runs yet
@@ -58,7 +61,11 @@ def test_a_job_held_in_a_cpu_bound_step_past_its_lease_is_not_taken_over(stack: 
     entered, release = threading.Event(), threading.Event()
     real = pipeline.classify
 
+    loop_thread = threading.get_ident()
+    off_loop: list[bool] = []
+
     def cpu_bound(text: str):  # type: ignore[no-untyped-def]
+        off_loop.append(threading.get_ident() != loop_thread)
         entered.set()
         spins = 0
         while not release.is_set():  # pure Python arithmetic: holds the GIL except at switches
@@ -102,6 +109,7 @@ def test_a_job_held_in_a_cpu_bound_step_past_its_lease_is_not_taken_over(stack: 
         release.set()
         helper.join()
     assert not errors, errors
+    assert off_loop == [True], "the long content was classified on the event loop"
 
     def outcome(r: redis.Redis) -> tuple[bytes | None, list[bytes]]:
         attempt = r.hget(keys.message(sid, mid), "attempt")

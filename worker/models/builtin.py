@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from worker import offload
 from worker.models.base import StepEvent, TextDelta, ToolReport, ToolUse, Turn, Usage
 
 _PIECE = re.compile(r"\S+\s*|\s+")
@@ -38,7 +39,7 @@ class BuiltinModel:
         if self.first_token_delay_s:  # every call of a real model waits for its first token
             await asyncio.sleep(self.first_token_delay_s)
         if not turn.reports:
-            planned = await asyncio.to_thread(self.plan, turn)  # regexes over the whole content: off the loop
+            planned = await offload.by_length(turn.content, self.plan, turn)  # regexes over the whole content
             if planned:
                 for use in planned:
                     yield use
