@@ -341,8 +341,12 @@ class Hub:
                 del self._idle[name]
                 state = self.channels.get(name)
                 if state is not None and not state.subs and not state.unsubscribing:
-                    state.unsubscribing = True
-                    self._send(_command(b"UNSUBSCRIBE", name))
+                    self._release(name, state)
+
+    def _release(self, name: bytes, state: _Channel) -> None:
+        """An idle channel (no subscriber for ``idle_unsubscribe_s``) is unsubscribed."""
+        state.unsubscribing = True
+        self._send(_command(b"UNSUBSCRIBE", name))
 
     async def _heartbeats(self) -> None:
         """Every heartbeat period, wake each subscription that had no entry since the last tick

@@ -63,7 +63,8 @@ class _ShardConnection(asyncio.Protocol):
 
 class ShardedHub(Hub):
     """``Hub``'s surface (subscribe, unsubscribe, close_all, connected, delivered) over shards;
-    it shares the subscriptions and the channel bookkeeping, not the connection handling."""
+    it inherits the subscriptions, the channel bookkeeping, the idle sweep and the heartbeats,
+    not the connection handling."""
 
     def __init__(self, cluster: Any, buffer: int = 1024, idle_unsubscribe_s: float = 5.0,  # noqa: PLW0231
                  heartbeat_s: float = 15.0) -> None:
@@ -105,17 +106,9 @@ class ShardedHub(Hub):
             if shard.transport is not None:
                 shard.transport.close()
 
-    def close_all(self, reason: str) -> None:
-        for state in self.channels.values():
-            for sub in list(state.subs):
-                sub.close(reason)
-
     @property
     def connected(self) -> bool:
         return self._ready
-
-    def subscriber_count(self) -> int:
-        return sum(len(s.subs) for s in self.channels.values())
 
     def shard_connections(self) -> int:
         return len(self.shards)
@@ -150,14 +143,6 @@ class ShardedHub(Hub):
             self.unsubscribe(sub)
             raise
         return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        state = self.channels.get(sub.channel)
-        if state is None:
-            return
-        state.subs.discard(sub)
-        if not state.subs:
-            self._idle[sub.channel] = asyncio.get_running_loop().time()
 
     # placement
 
@@ -287,32 +272,13 @@ class ShardedHub(Hub):
             if not shard.channels and not shard.inflight and shard.transport is not None:
                 shard.transport.close()  # no subscriber left on this shard
 
-    async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.idle_unsubscribe_s / 2)
-            now = loop.time()
-            stale = [n for n, t in self._idle.items() if now - t >= self.idle_unsubscribe_s]
-            for name in stale:
-                del self._idle[name]
-                state = self.channels.get(name)
-                node = self._where.get(name)
-                if state is None or state.subs or state.unsubscribing:
-                    continue
-                shard = self.shards.get(node) if node else None
-                if shard is None:
-                    del self.channels[name]
-                    self._where.pop(name, None)
-                    continue
-                state.unsubscribing = True
-                shard.send(b"SUNSUBSCRIBE", name)
-
-    async def _heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
-            for state in list(self.channels.values()):
-                for sub in state.subs:
-                    if sub.idle:
-                        sub.wake.set()
-                    else:
-                        sub.idle = True
+    def _release(self, name: bytes, state: _Channel) -> None:
+        """An idle channel leaves the shard it is subscribed on (``Hub._sweep`` finds them)."""
+        node = self._where.get(name)
+        shard = self.shards.get(node) if node else None
+        if shard is None:
+            del self.channels[name]
+            self._where.pop(name, None)
+            return
+        state.unsubscribing = True
+        shard.send(b"SUNSUBSCRIBE", name)
