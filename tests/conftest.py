@@ -12,10 +12,7 @@ from tests.stack import Proc, Stack
 def stack() -> Iterator[Stack]:
     """One Redis, one gateway, one worker: the default integration stack."""
     s = Stack()
-    s.start_redis()
-    s.start_worker()
-    gw = s.start_gateway()
-    s.wait_ready(gw)
+    s.up()
     yield s
     s.stop()
 

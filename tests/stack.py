@@ -115,6 +115,15 @@ class Stack:
             time.sleep(0.05)
         raise TimeoutError(f"{proc.kind} on {proc.port} did not start")
 
+    def up(self, workers: int = 1) -> Proc:
+        """Redis, ``workers`` workers and a gateway, ready to serve: the stack most tests want."""
+        self.start_redis()
+        for _ in range(workers):
+            self.start_worker()
+        gw = self.start_gateway()
+        self.wait_ready(gw)
+        return gw
+
     def wait_ready(self, gateway: Proc, timeout_s: float = 20) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.backends_suite.servers import Cluster, Deployment, Sentinels
@@ -33,28 +32,13 @@ def deployment(request: pytest.FixtureRequest, name: str) -> Deployment:
 @pytest.fixture(scope="module", params=["cluster", "sentinel"])
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     s = Stack(topology=deployment(request, request.param).env, env=getattr(request.module, "STACK_ENV", {}))
-    s.start_redis()
-    for _ in range(getattr(request.module, "WORKERS", 1)):
-        s.start_worker()
-    gw = s.start_gateway()
-    s.wait_ready(gw)
+    s.up(workers=getattr(request.module, "WORKERS", 1))
     yield s
     s.stop()
 
 
+# tests/conftest.py's gateway is per session; this one follows the per-module stack (its
+# tenant and api fixtures then use this stack).
 @pytest.fixture(scope="module")
 def gateway(stack: Stack) -> Proc:
     return next(p for p in stack.procs if p.kind == "gateway")
-
-
-@pytest.fixture
-def tenant(stack: Stack) -> tuple[str, str, str]:
-    return stack.new_tenant()
-
-
-@pytest.fixture
-def api(gateway: Proc, tenant: tuple[str, str, str]) -> Iterator[httpx.Client]:
-    key, ns, _ = tenant
-    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {key}", "X-Namespace": ns},
-                      timeout=30) as client:
-        yield client

@@ -77,6 +77,18 @@ class Deployment:
         self.procs[port] = p
         return p
 
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def boot(self) -> None:
+        """Start the servers; if that fails, stop what did start and say why, with their logs."""
+        try:
+            self._start()
+        except BaseException as exc:
+            tails = self.log_tails()
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {exc}\n{tails}") from exc
+
     def log_tails(self) -> str:
         """The end of every server's log, for a start-up that failed."""
         out = []
@@ -126,12 +138,7 @@ class Cluster(Deployment):
 
     def __init__(self) -> None:
         super().__init__("cluster")
-        try:
-            self._start()
-        except BaseException as exc:
-            tails = self.log_tails()
-            self.stop()
-            raise RuntimeError(f"{self.name} did not start: {exc}\n{tails}") from exc
+        self.boot()
 
     def _start(self) -> None:
         ports = free_ports(7)
@@ -190,12 +197,7 @@ class Sentinels(Deployment):
 
     def __init__(self) -> None:
         super().__init__("sentinel")
-        try:
-            self._start()
-        except BaseException as exc:
-            tails = self.log_tails()
-            self.stop()
-            raise RuntimeError(f"{self.name} did not start: {exc}\n{tails}") from exc
+        self.boot()
 
     def _start(self) -> None:
         ports = free_ports(5)

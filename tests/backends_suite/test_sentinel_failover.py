@@ -24,11 +24,7 @@ ANSWERS = 6
 def paced(redis_sentinel: Sentinels) -> Iterator[Stack]:
     s = Stack(topology=redis_sentinel.env, env={"AGENTSTREAM_BUILTIN_TOKEN_DELAY_MS": "60",
                                                 "AGENTSTREAM_LEASE_S": "2", "AGENTSTREAM_REAPER_INTERVAL_S": "0.5"})
-    s.start_redis()
-    s.start_worker()
-    s.start_worker()
-    gw = s.start_gateway()
-    s.wait_ready(gw)
+    s.up(workers=2)
     yield s
     s.stop()
 
