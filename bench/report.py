@@ -241,6 +241,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def grid(rows: list[tuple[str, ...]], text_columns: int = 2) -> list[str]:
+    """An aligned table: the first row is the head, underlined; the first ``text_columns``
+    columns align left, the figures right."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, r in enumerate(rows):
+        lines.append("  ".join(str(c).ljust(widths[j]) if j < text_columns else str(c).rjust(widths[j])
+                               for j, c in enumerate(r)))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
 def table(result: dict[str, Any]) -> str:
     sc = result["scenarios"]
     head = ("figure", "unit", "project", "naive", "ceiling", "peer", "× vs naive", "project/ceiling")
@@ -250,12 +263,7 @@ def table(result: dict[str, Any]) -> str:
         r = row.get("ratios", {}).get(fig, {})
         rows.append((label, unit, *(_fmt(row.get(k, {}).get(fig)) for k in KINDS),
                      _fmt(r.get("better_than_naive_x")), _fmt(r.get("project_over_ceiling"))))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
-    lines = []
-    for i, r in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(widths[j]) if j < 2 else str(c).rjust(widths[j]) for j, c in enumerate(r)))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = grid(rows)
     lines.append("")
     lines.append("targets (gateway scenarios)")
     tw = max(len(t["target"]) for t in result["targets"])

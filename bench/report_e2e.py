@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report import NAN, _div, _fmt
+from bench.report import NAN, _div, _fmt, grid
 
 E2E_COLUMNS = ("ev/s", "msg/s", "TTFE p50", "p99", "gap p50", "p99", "µs/ev gw", "worker", "redis", "sum",
                "load", "resets", "lost", "¬1 term", "retried", "Redis B/msg", "others%")
@@ -28,15 +28,11 @@ def table(e2e: dict[str, Any]) -> str:
     for label, row in e2e["points"].items():
         for kind, r in row.items():
             rows.append((label, kind, *_e2e_cells(r)))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     lines = [f"end to end: C conversations, each sends a message, reads its SSE to the end, sends the next "
              f"({plan['seconds']:g} s, measured after {plan['warmup_s']:g} s; first token after "
              f"{plan['first_token_ms']} ms; built-in model's greeting, "
              f"{_fmt(_tokens(e2e))} tokens)"]
-    for i, r in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(widths[j]) if j < 2 else str(c).rjust(widths[j]) for j, c in enumerate(r)))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += grid(rows)
     lines += ["TTFE: POST written to the first event; gap: between consecutive tokens, beyond the pacing (ms); "
               "µs/ev: CPU per delivered event (gw = the server process: gateway, Node peer, ceiling); "
               "¬1 term: messages without exactly one terminal event (incl. unfinished after the drain and "

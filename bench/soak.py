@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.report import _fmt
+from bench.report import _fmt, grid
 
 SERVER = ("gateway", "worker", "redis")  # the processes whose CPU is the pipeline's cost
 TOLERANCE = 0.10  # issue 16: events/s and CPU per event at the end within 10 % of the first minute
@@ -72,13 +72,9 @@ def table(label: str, tick_s: float, soak: list[dict[str, Any]]) -> str:
                       _fmt(r["ttfe_ms"].get("p50")), _fmt(r["ttfe_ms"].get("p99")),
                       _fmt(r["message_ms"].get("p50")), _fmt(r["message_ms"].get("p99")),
                       _fmt(r["messages_per_session"]), _fmt(r["others_pct"])))
-    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     out = [f"soak, {label}: one row per {unit} (msg ms: POST to the end of its response; msgs/session: "
            f"messages sent per conversation so far)"]
-    for i, r in enumerate(lines):
-        out.append("  ".join(c.rjust(widths[j]) for j, c in enumerate(r)))
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
+    out += grid(lines, text_columns=0)
     d = drift(soak)
     if d["intervals"] >= 2:
         out.append(f"last vs first: events/s ×{d['events_per_s_ratio']:.3f}, CPU per event "

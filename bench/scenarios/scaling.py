@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import report_e2e, topology
 from bench.procs import ROOT, raise_nofile
-from bench.report import _fmt
+from bench.report import _fmt, grid
 from bench.scenarios import e2e
 
 TOPOLOGIES = tuple(topology.TOPOLOGIES)
@@ -88,14 +88,10 @@ def table(result: dict[str, Any]) -> str:
     for label, row in result["points"].items():
         for name, r in row.items():
             rows.append((label, name + (" *" if r.get("from_e2e") else ""), *_cells(r)))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     lines = [f"scaling out: the capacity workload (project gateway + worker, C conversations, "
              f"{plan['seconds']:g} s measured after {plan['warmup_s']:g} s) on standalone Redis vs "
              f"1 vs 3 Redis Cluster primaries (+ the queue Redis)"]
-    for i, r in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(widths[j]) if j < 2 else str(c).rjust(widths[j]) for j, c in enumerate(r)))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += grid(rows)
     lines.append("µs/ev redis: every Redis server (on a cluster: all primaries + the queue Redis); queue µs/ev: "
                  "the queue Redis's share of it; core%: % of one core per process over the window "
                  "(the machine has two: machine% is all of it, 200 at most, others% the part outside this run); "
