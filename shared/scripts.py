@@ -184,24 +184,18 @@ return 1
 #       global key (no hash tag): used on standalone and Sentinel, where arq's keys share the
 #       data Redis; on a cluster the reaper runs UNCLAIMED_PAST_GRACE, then deletes the key.
 # ARGV: 1 now ms, 2 grace ms. Returns 1 if it cleared the key, else 0.
-RESTART_UNCLAIMED = r"""
+_UNCLAIMED_CHECK = r"""
 local s = redis.call('HMGET', KEYS[1], 'status', 'created_at_ms', 'queued_ms', 'terminal_type', 'turn_ms')
 if s[1] ~= 'queued' or s[4] then return 0 end
 local since = math.max(tonumber(s[2] or '0'), tonumber(s[3] or '0'), tonumber(s[5] or '0'))
 if tonumber(ARGV[1]) - since <= tonumber(ARGV[2]) then return 0 end
-return redis.call('DEL', KEYS[2])
 """
+RESTART_UNCLAIMED = _UNCLAIMED_CHECK + "return redis.call('DEL', KEYS[2])\n"
 
 # UNCLAIMED_PAST_GRACE: RESTART_UNCLAIMED's check alone, for a cluster, where arq's key lives on
 # the queue Redis and the reaper deletes it in a second step (worker/reaper.py says why that is
 # safe). KEYS: 1 message record. ARGV: 1 now ms, 2 grace ms. Returns 1 if still unclaimed.
-UNCLAIMED_PAST_GRACE = r"""
-local s = redis.call('HMGET', KEYS[1], 'status', 'created_at_ms', 'queued_ms', 'terminal_type', 'turn_ms')
-if s[1] ~= 'queued' or s[4] then return 0 end
-local since = math.max(tonumber(s[2] or '0'), tonumber(s[3] or '0'), tonumber(s[5] or '0'))
-if tonumber(ARGV[1]) - since <= tonumber(ARGV[2]) then return 0 end
-return 1
-"""
+UNCLAIMED_PAST_GRACE = _UNCLAIMED_CHECK + "return 1\n"
 
 # ACCEPT: record a new user message, with the session's checks and its place in the session's
 # turn order (issue 20), in one step.
