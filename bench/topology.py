@@ -177,6 +177,17 @@ class Redises:
                 await r.aclose()
         return total
 
+    async def queue_commands(self) -> int | None:
+        """Commands the queue Redis has served (None without a queue Redis of its own): CPU ticks
+        are too coarse to show that a short run used it."""
+        if self.topology is None:
+            return None
+        r = connect.client(self.urls[-1], max_connections=1)
+        try:
+            return int((await r.info("stats"))["total_commands_processed"])
+        finally:
+            await r.aclose()
+
     def stop(self) -> None:
         if self.topology is not None:
             self.topology.stop()

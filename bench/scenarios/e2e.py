@@ -120,6 +120,8 @@ async def measure_point(tmp: Path, plan: Plan, point: Point, kind: str, tokens: 
             await load.close()
         result.update(await _check(redis, kind, result.pop("messages"), tokens))
         result["redis_bytes_per_message"] = ((await redises.used_memory()) - result.pop("mem0")) / max(1, result["ended"])
+        if (commands := await redises.queue_commands()) is not None:
+            result["queue_commands"] = commands
         ok = True
         return {"conversations": point.conversations, "token_ms": point.token_ms,
                 "first_token_ms": plan.first_token_ms, **result}

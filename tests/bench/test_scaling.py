@@ -86,4 +86,5 @@ async def test_the_project_on_one_and_three_primaries_ends_every_message_once(sh
         assert (r["lost"], r["dups"], r["resets"], r["bad_terminal"], r["unfinished"], r["retried"]) == (0, 0, 0, 0, 0, 0)
         us = r["cpu_us_per_event"]
         assert {"gateway", "worker", "redis", "redis_queue"} <= set(us), name
-        assert 0 < us["redis_queue"] <= us["redis"], name  # the queue Redis saw every enqueue
+        assert 0 <= us["redis_queue"] <= us["redis"], name  # its share of the Redis CPU (ticks: may be 0)
+        assert r["queue_commands"] >= r["ended"], name  # the queue Redis saw every enqueue
