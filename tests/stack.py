@@ -82,16 +82,26 @@ class Stack:
         return env
 
     def start_gateway(self, **extra: str) -> Proc:
-        port = free_port()
-        log = self.data_dir / f"gateway-{port}.log"
-        with log.open("wb") as out:  # the child keeps its own descriptor
-            p = subprocess.Popen([sys.executable, "-m", "cli.main", "gateway"], cwd=ROOT,
-                                 env=self._env({"AGENTSTREAM_PORT": str(port), **extra}),
-                                 stdout=out, stderr=subprocess.STDOUT)
-        proc = Proc("gateway", p, port, log)
-        self.procs.append(proc)
-        self._wait_http(proc)
-        return proc
+        # free_port() frees its port before the gateway binds it: anything on the machine (an
+        # outgoing connection's ephemeral port) can take it meanwhile. Only that case is retried.
+        for tries_left in (2, 1, 0):
+            port = free_port()
+            log = self.data_dir / f"gateway-{port}.log"
+            with log.open("wb") as out:  # the child keeps its own descriptor
+                p = subprocess.Popen([sys.executable, "-m", "cli.main", "gateway"], cwd=ROOT,
+                                     env=self._env({"AGENTSTREAM_PORT": str(port), **extra}),
+                                     stdout=out, stderr=subprocess.STDOUT)
+            proc = Proc("gateway", p, port, log)
+            self.procs.append(proc)
+            try:
+                self._wait_http(proc)
+            except RuntimeError:
+                self.procs.remove(proc)
+                if tries_left and "address already in use" in log.read_text().lower():
+                    continue
+                raise
+            return proc
+        raise AssertionError("unreachable")
 
     def start_worker(self, **extra: str) -> Proc:
         log = self.data_dir / f"worker-{len(self.procs)}.log"
@@ -102,13 +112,13 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def _wait_http(self, proc: Proc, timeout_s: float = 20) -> None:
+    def _wait_http(self, proc: Proc, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.popen.poll() is not None:
                 raise RuntimeError(f"{proc.kind} exited: {proc.log.read_text() if proc.log else ''}")
             try:
-                if httpx.get(proc.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(proc.url + "/healthz", timeout=5).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -124,11 +134,16 @@ class Stack:
         self.wait_ready(gw)
         return gw
 
-    def wait_ready(self, gateway: Proc, timeout_s: float = 20) -> None:
+    def wait_ready(self, gateway: Proc, timeout_s: float = 60) -> None:
+        # A deadline against hangs: a worker's first heartbeat waits for its interpreter to
+        # start, which takes seconds on a loaded machine. A slow probe is a "not yet", not a failure.
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if httpx.get(gateway.url + "/readyz", timeout=1).status_code == 200:
-                return
+            try:
+                if httpx.get(gateway.url + "/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
             time.sleep(0.05)
         raise TimeoutError("stack not ready (no worker heartbeat?)")
 
