@@ -84,9 +84,9 @@ async def test_events_emitted_while_an_append_is_in_flight_go_in_one_batch_with_
         assert [d for _, d in stored[:3]] == [b'{"content":"t0 "}', b'{"content":"t1 "}', b'{"content":"t2 "}']
         # The first token went alone; everything emitted while it was in flight went in one append.
         assert ob.appends == 2
-        for _ in range(100):
-            if len(sub.queue) == 201:
-                break
+        deadline = asyncio.get_running_loop().time() + 30  # against a hang: Redis publishes as it appends
+        while len(sub.queue) < 201:
+            assert asyncio.get_running_loop().time() < deadline, f"{len(sub.queue)} of 201 entries published"
             await asyncio.sleep(0.01)
         live = sub.drain()
         assert [e[1] for e in live] == [b"token"] * 200 + [b"done"]  # the hub split every batch
