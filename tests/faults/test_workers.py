@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from shared import keys
 from tests.faults.harness import Listener, check_log, effective_tokens, record, stored, worker_running
 from tests.gateway.seed import seed_demo_for
 from tests.stack import Stack
@@ -182,8 +183,14 @@ def test_cancel_before_the_job_starts(ctx):
     mid = record_latest(stack, sid)
     c = httpx.post(gw.url + f"/v1/agents/sessions/{sid}/messages/{mid}/cancel", headers=headers)
     assert c.json()["cancelled"] is True
+    assert stack.redis_call(lambda r: r.exists(keys.ARQ_JOB + mid)) == 1  # queued, not yet run
     keep_two_workers(stack)
-    time.sleep(2)  # the job runs now and must find the message already over
+    # The job runs now and must find the message already over. arq drops a finished job's key
+    # (keep_result=0): once it is gone the job has run, however long the workers took to start.
+    deadline = time.monotonic() + 60
+    while stack.redis_call(lambda r: r.exists(keys.ARQ_JOB + mid)):
+        assert time.monotonic() < deadline, "the job never ran"
+        time.sleep(0.1)
     events = stored(stack, sid, mid)
     assert [e.type for e in events] == ["error"] and events[0].data["code"] == "cancelled"
     assert r is None or r.status_code == 200
@@ -204,10 +211,14 @@ def test_client_disconnect_does_not_cancel(ctx):
 
 
 def record_latest(stack: Stack, sid: str) -> str:
-    from shared import keys
-    rows = stack.redis_call(lambda r: r.xrevrange(keys.session_log(sid), count=1))
+    """The session's latest message, waiting for the gateway to record it: a client that gave
+    up waiting for the answer (a read timeout) may have left before the gateway got that far."""
     import json
 
+    deadline = time.monotonic() + 30
+    while not (rows := stack.redis_call(lambda r: r.xrevrange(keys.session_log(sid), count=1))):
+        assert time.monotonic() < deadline, "the gateway never recorded the message"
+        time.sleep(0.05)
     return json.loads(rows[0][1][b"d"])["message_id"]
 
 
