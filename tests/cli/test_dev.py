@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,20 @@ def stop(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise
+
+
+def wait_until_free(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                s.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                pass
+        assert time.monotonic() < deadline, f"port {port} still taken"
+        time.sleep(0.05)
 
 
 def key_of(banner: str) -> str:
@@ -102,7 +117,7 @@ def test_after_a_killed_run_the_next_one_adopts_the_orphaned_redis_and_stops_it(
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its gateway and worker; Redis has its own session
     proc.communicate()
     assert connect.is_running(tmp_path)  # orphaned
-    time.sleep(0.5)  # the killed gateway's port is free again
+    wait_until_free(port)  # the killed gateway's port: its process may outlive the run's by a moment
     proc, banner = start(tmp_path, port)
     try:
         assert "adopting the embedded Redis an earlier run left running" in banner
