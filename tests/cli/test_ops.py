@@ -13,10 +13,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -210,14 +210,23 @@ def test_replay_max_speed_emits_valid_sse_frames_in_order(cli, data: Fixture, tm
             assert json.loads("\n".join(data_lines)) == line["payload"]
 
 
-def test_replay_keeps_timing_scaled_by_speed(cli, tmp_path: Path) -> None:
+def test_replay_keeps_timing_scaled_by_speed(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import ops
+
     target = tmp_path / "slow.jsonl"
     target.write_text('{"id":"1000-0","type":"token","payload":{"content":"a"}}\n'
                       '{"id":"1400-0","type":"done","payload":{}}\n')
-    started = time.monotonic()
+    # The pauses replay asks for, and what it had written when it paused: exact, where the wall
+    # clock of a loaded machine could only bound them.
+    pauses: list[tuple[float, str]] = []
+    monkeypatch.setattr(ops, "time", SimpleNamespace(sleep=lambda s: pauses.append((s, capsys.readouterr().out))))
     code, out, _ = cli("events", "replay", str(target), "--speed", "2")
-    assert code == 0 and out.count("event: ") == 2
-    assert 0.18 <= time.monotonic() - started < 2
+    assert code == 0 and len(pauses) == 1
+    pause, before = pauses[0]
+    assert pause == pytest.approx(0.2)  # the 400 ms gap, halved
+    assert before.count("event: token") == 1 and "event: done" not in before  # between the two frames
+    assert out.count("event: done") == 1 and "event: token" not in out
 
 
 def test_replay_of_a_malformed_file_names_the_line(cli, tmp_path: Path) -> None:
