@@ -21,7 +21,7 @@ from gateway import errors
 from gateway.context import Services, services
 from gateway.hub import Hub
 from gateway.keywatch import KeyWatch, StreamGuard
-from gateway.limits import OpenStreams, stream_ceiling
+from gateway.limits import Leases, OpenStreams, stream_ceiling
 from gateway.observe import Observe
 from gateway.routes import console as console_routes
 from gateway.routes import messages as message_routes
@@ -53,11 +53,12 @@ def create_app(settings: Settings, redis_url: str | None = None) -> Starlette:
         await hub.start()
         keywatch = KeyWatch(KeyStore(redis), settings.key_check_s)
         keywatch.start()
+        leases = Leases(redis, settings.heartbeat_s)
+        leases.start()
         app.state.services = Services(settings=settings, redis=redis, arq=arq, hub=hub,
                                       messages=MessageStore(redis, settings, queue=arq),
                                       sessions=SessionStore(redis, settings), tenants=TenantStore(redis),
-                                      keywatch=keywatch,
-
+                                      keywatch=keywatch, leases=leases,
                                       streams=OpenStreams(stream_ceiling(settings)))
         # Everything allocated so far lives as long as the process: keep it out of the garbage
         # collector's generations, which shortens the gen2 pauses that showed in the p99 (bench).
@@ -67,6 +68,7 @@ def create_app(settings: Settings, redis_url: str | None = None) -> Starlette:
             yield
         finally:
             await keywatch.stop()
+            await leases.stop()
             await hub.stop()
             if queue is not redis:
                 await queue.aclose()

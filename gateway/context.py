@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from gateway.hub import Hub
 from gateway.keywatch import KeyWatch
-from gateway.limits import OpenStreams
+from gateway.limits import Leases, OpenStreams
 from shared import keys
 from shared.errors import Unavailable
 from shared.settings import Settings
@@ -30,6 +30,7 @@ class Services:
     sessions: SessionStore
     tenants: TenantStore
     streams: OpenStreams
+    leases: Leases
     keywatch: KeyWatch | None = None
     draining: bool = False
     token_secret: bytes = b""  # from the settings, or loaded from Redis on first use

@@ -2,8 +2,9 @@
 
 * ``AGENTSTREAM_RATE_LIMIT_PER_MINUTE``: requests per API key per fixed one-minute window.
 * ``AGENTSTREAM_MAX_STREAMS_PER_KEY``: open SSE streams per API key. Each open stream holds a
-  lease in a sorted set that its heartbeat renews, so a gateway that dies without closing its
-  streams frees their slots within a few heartbeats.
+  lease in a sorted set that its gateway renews every heartbeat (``Leases``, one task per
+  process), so a gateway that dies without closing its streams frees their slots within a few
+  heartbeats.
 * ``AGENTSTREAM_MAX_OPEN_STREAMS``: long-lived streams per gateway process (kept in the process,
   derived from its file-descriptor limit by default): past it, new streams get 503.
 
@@ -100,20 +101,73 @@ class HoldingSlot:
             await self.slot.release()
 
 
+class Leases:
+    """The per-key stream slots this process holds, renewed together by one task: each
+    heartbeat, one ``ZADD XX`` and one ``PEXPIRE`` per key in one pipeline, where each stream had
+    its own renewal task and two writes (and most streams end before their first renewal, so the
+    task was created and cancelled for nothing). ``XX`` never brings back a slot released since
+    the snapshot; a slot taken since has a fresh lease of its own. A gateway that dies renews
+    nothing, so its slots lapse within ``lease_ms``."""
+
+    def __init__(self, redis: aioredis.Redis, heartbeat_s: float) -> None:
+        self.redis = redis
+        self.heartbeat_s = heartbeat_s
+        self.lease_ms = int(heartbeat_s * 3 * 1000)
+        self._held: dict[str, set[str]] = {}  # sorted set name -> its members held here
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, name: str, member: str) -> None:
+        self._held.setdefault(name, set()).add(member)
+
+    def drop(self, name: str, member: str) -> None:
+        members = self._held.get(name)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del self._held[name]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stream-leases")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(Exception):  # Redis away: the next tick tries again
+                await self.renew()
+
+    async def renew(self) -> None:
+        if not self._held:
+            return
+        until = now_ms() + self.lease_ms
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, members in self._held.items():
+                pipe.zadd(name, dict.fromkeys(members, until), xx=True)
+                pipe.pexpire(name, self.lease_ms)
+            await pipe.execute()
+
+
 class StreamSlot:
     """A stream slot, held while a body streams: one of the process's (503 if none is free)
-    and, when the per-key limit is on, one of the key's (429 if none is free)."""
+    and, when the per-key limit is on, one of the key's (429 if none is free), whose lease
+    the process's ``Leases`` renews."""
 
-    def __init__(self, redis: aioredis.Redis, settings: Settings, key_hash: str,
+    def __init__(self, leases: Leases, settings: Settings, key_hash: str,
                  streams: OpenStreams | None = None) -> None:
-        self.redis = redis
+        self.redis = leases.redis
         self.settings = settings
         self.name = keys.open_streams(key_hash)
         self.member = new_id("st", 10)
-        self.lease_ms = int(settings.heartbeat_s * 3 * 1000)
-        self._renewer: asyncio.Task[None] | None = None
+        self.lease_ms = leases.lease_ms
+        self._leases = leases
         self._streams = streams
         self._held = False
+        self._keyed = False
 
     async def acquire(self) -> None:
         if self._streams is not None:
@@ -146,21 +200,15 @@ class StreamSlot:
             raise RateLimited(f"At most {limit} concurrent event streams per API key", code="too_many_streams",
                               details={"retryable": True, "retry_after_seconds": 1, "limit": limit},
                               headers={"Retry-After": "1"})
-        self._renewer = asyncio.create_task(self._renew())
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_s)
-            with contextlib.suppress(Exception):
-                await self.redis.zadd(self.name, {self.member: now_ms() + self.lease_ms}, xx=True)
-                await self.redis.pexpire(self.name, self.lease_ms)
+        self._keyed = True
+        self._leases.hold(self.name, self.member)
 
     async def release(self) -> None:
         self._give_back()
-        if self._renewer is None:
+        if not self._keyed:
             return
-        self._renewer.cancel()
-        self._renewer = None
+        self._keyed = False
+        self._leases.drop(self.name, self.member)
         # Runs in the finally of a body whose client left: Starlette has cancelled the task, and
         # anyio cancellation re-fires on every await, so the release must be shielded.
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):

@@ -60,13 +60,16 @@ async def open_reader(
         sub.unsubscribe()
         raise
     ends = _TERMINAL if through_pauses else _ENDS
-    return Reader(_read(store, sub, settings, ses_id, msg_id, plan(after, record, info), ends), sub)
+    return Reader(_read(store, sub, settings, ses_id, msg_id, plan(after, record, info), ends, True), sub)
 
 
 def reader_for_new(store: MessageStore, sub: Subscription, settings: Settings, ses_id: str, msg_id: str) -> Reader:
     """A message this request has just accepted, subscribed to before it existed: nothing can
-    precede the subscription, so there is no record or stream to probe (two round trips fewer)."""
-    return Reader(_read(store, sub, settings, ses_id, msg_id, Plan(cur.START), _ENDS), sub)
+    precede the subscription, so the live path carries every entry it will ever have (the
+    ACCEPT script's ``queued`` note too) and there is no record, stream or first read to do
+    (three round trips fewer). A reader that falls behind, or a quiet heartbeat, reads as any
+    other does."""
+    return Reader(_read(store, sub, settings, ses_id, msg_id, Plan(cur.START), _ENDS, False), sub)
 
 
 class Reader:
@@ -85,7 +88,7 @@ class Reader:
         self._sub.unsubscribe()
 
 
-async def _read(store, sub, settings, ses_id, msg_id, p, ends) -> AsyncIterator[list[Entry] | None]:  # type: ignore[no-untyped-def]
+async def _read(store, sub, settings, ses_id, msg_id, p, ends, opening_read) -> AsyncIterator[list[Entry] | None]:  # type: ignore[no-untyped-def]
     try:
         if p.reset is not None:
             yield [(p.reset.replay_from.encode(), b"reset", encode_payload(p.reset))]
@@ -116,11 +119,12 @@ async def _read(store, sub, settings, ses_id, msg_id, p, ends) -> AsyncIterator[
                     # confirmation was answered, the stream goes on past it.
                     return out, last_type in ends
 
-        out, ended = await catch_up(reread=False)
-        if out:
-            yield out
-        if ended:
-            return
+        if opening_read:
+            out, ended = await catch_up(reread=False)
+            if out:
+                yield out
+            if ended:
+                return
         while True:
             await sub.wake.wait()
             if not sub.queue and not sub.lagging and sub.closed is None:

@@ -10,8 +10,15 @@ _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def new_id(prefix: str, length: int = 16) -> str:
-    """``prefix_`` + random base36; 16 chars is ~82 bits, enough to be unguessable."""
-    return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """``prefix_`` + random base36; 16 chars is ~82 bits, enough to be unguessable.
+
+    One read of the system's random source per id (``secrets.choice`` per character made one or
+    two, ~26 µs per id; the send path makes two): a byte below 252 (7 × 36) is one character,
+    uniformly; a byte above is drawn again."""
+    chars: list[str] = []
+    while len(chars) < length:
+        chars += [_ALPHABET[b % 36] for b in secrets.token_bytes(length - len(chars) + 2) if b < 252]
+    return prefix + "_" + "".join(chars[:length])
 
 
 def now_ms() -> int:

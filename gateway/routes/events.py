@@ -101,7 +101,7 @@ async def session_events(request: Request) -> Response:
     body = _ndjson(svc, ses_id, after) if ndjson else _sse(svc, ses_id, after)
     headers = {**sse.HEADERS, "Content-Type": "application/x-ndjson"} if ndjson else sse.HEADERS
     # A long-lived stream like a message's: it counts toward the key's and the process's limits
-    slot = StreamSlot(svc.redis, svc.settings, request.state.key_hash, svc.streams)
+    slot = StreamSlot(svc.leases, svc.settings, request.state.key_hash, svc.streams)
     await slot.acquire()
     return HoldingSlot(StreamingResponse(body, headers=headers), slot)  # type: ignore[return-value]
 

@@ -156,7 +156,7 @@ async def _subscribe(svc: Services, ses_id: str, msg_id: str) -> Subscription:
 
 def stream_slot(request: Request) -> StreamSlot:
     svc = services(request)
-    return StreamSlot(svc.redis, svc.settings, request.state.key_hash, svc.streams)
+    return StreamSlot(svc.leases, svc.settings, request.state.key_hash, svc.streams)
 
 
 async def sse_answer(request: Request, ses_id: str, msg_id: str, after: tuple[int, int] | None,
