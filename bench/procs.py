@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -43,10 +44,41 @@ def raise_nofile(wanted: int = NOFILE_WANTED) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def free_port() -> int:
+_HANDED: set[int] = set()
+
+
+def free_port(plus: int = 0) -> int:
+    """A loopback port nothing listens on, for a server started next. Picked below the kernel's
+    ephemeral range: a port got by binding to 0 comes from that range, and any outgoing
+    connection can take it as its local port before the server binds it ("address already in
+    use"). Never the same port twice in one process. ``plus``: port + plus must be free too (a
+    Redis Cluster node also listens on its port + 10000)."""
+    top = _ephemeral_low() - plus
+    if top <= 11000:  # an unusual range: fall back to the kernel's choice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    while True:
+        port = random.randrange(10000, top)
+        if port not in _HANDED and _bindable(port) and (not plus or _bindable(port + plus)):
+            _HANDED.add(port)
+            return port
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def cpu_s(pid: int) -> float:

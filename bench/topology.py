@@ -14,7 +14,6 @@ queue's share apart as ``redis_queue``.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,7 +25,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from bench.procs import Cluster
+from bench.procs import Cluster, free_port
 from shared import backends, connect
 from shared.settings import Settings
 
@@ -70,22 +69,13 @@ def fold(per_server: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def _free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 55000:  # the cluster bus listens on port + 10000
-            return port
-
-
 class Topology:
     """N cluster primaries (no replicas) and the queue Redis, on loopback ports."""
 
     def __init__(self, primaries: int) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="as-bench-cluster-"))
-        self.ports = [_free_port() for _ in range(primaries)]
-        self.queue_port = _free_port()
+        self.ports = [free_port(plus=10000) for _ in range(primaries)]
+        self.queue_port = free_port(plus=10000)
         self.procs: list[subprocess.Popen[bytes]] = []
         server = shutil.which("redis-server")
         if server is None:

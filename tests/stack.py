@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.procs import free_port
 from cli import embedded
 from shared import backends, connect
 from shared.settings import Settings
@@ -27,10 +27,6 @@ from shared.stores.tenancy import TenantStore, new_api_key
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -9,10 +9,8 @@ Debian's ``redis-server`` (7.0) runs them; a test that needs one FAILS when it i
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from bench.procs import free_port
 
 SERVICE = "mymaster"
 NODE_TIMEOUT_MS = 1000  # a dead primary is failed over within a few seconds
@@ -39,23 +39,9 @@ def redis_server() -> str:
     return path
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_ports(n: int) -> list[int]:
-    """Free loopback ports below 55536: a cluster node also listens on its port + 10000 (bus)."""
-    ports: list[int] = []
-    while len(ports) < n:
-        port = random.randrange(20000, 55000)
-        if port not in ports and _free(port) and _free(port + 10000):
-            ports.append(port)
-    return ports
+    """Free loopback ports whose port + 10000 is free too: a cluster node listens there (bus)."""
+    return [free_port(plus=10000) for _ in range(n)]
 
 
 @dataclass
