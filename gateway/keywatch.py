@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from gateway import sse
+from gateway.periodic import Periodic
 from shared.ids import now_ms
 from shared.stores.apikeys import KeyStore
 from shared.stores.tenancy import Principal
@@ -45,12 +46,11 @@ class Watched:
             self.task.cancel()
 
 
-class KeyWatch:
+class KeyWatch(Periodic):
     def __init__(self, store: KeyStore, interval_s: float) -> None:
+        super().__init__("key check", interval_s, self.check)
         self.store = store
-        self.interval_s = interval_s
         self._open: dict[str, set[Watched]] = {}  # key hash -> its open streams here
-        self._task: asyncio.Task[None] | None = None
 
     def watch(self, principal: Principal, task: asyncio.Task[Any]) -> Watched:
         w = Watched(principal, task)
@@ -63,23 +63,6 @@ class KeyWatch:
             streams.discard(w)
             if not streams:
                 del self._open[w.principal.key_hash]
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="keywatch")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.check()
-            except Exception as exc:  # Redis away: the next tick tries again
-                log.warning("key check failed: %s", type(exc).__name__)
 
     async def check(self) -> None:
         if not self._open:

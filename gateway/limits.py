@@ -14,7 +14,6 @@ stream route (issue 15.5: the session log took none, so the per-key limit could 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import resource
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import anyio
 import redis.asyncio as aioredis
 
+from gateway.periodic import Periodic
 from shared import keys
 from shared.errors import RateLimited, Unavailable
 from shared.ids import new_id, now_ms
@@ -101,7 +101,7 @@ class HoldingSlot:
             await self.slot.release()
 
 
-class Leases:
+class Leases(Periodic):
     """The per-key stream slots this process holds, renewed together by one task: each
     heartbeat, one ``ZADD XX`` and one ``PEXPIRE`` per key in one pipeline, where each stream had
     its own renewal task and two writes (and most streams end before their first renewal, so the
@@ -110,11 +110,11 @@ class Leases:
     nothing, so its slots lapse within ``lease_ms``."""
 
     def __init__(self, redis: aioredis.Redis, heartbeat_s: float) -> None:
+        super().__init__("stream-leases", heartbeat_s, self.renew)
         self.redis = redis
         self.heartbeat_s = heartbeat_s
         self.lease_ms = int(heartbeat_s * 3 * 1000)
         self._held: dict[str, set[str]] = {}  # sorted set name -> its members held here
-        self._task: asyncio.Task[None] | None = None
 
     def hold(self, name: str, member: str) -> None:
         self._held.setdefault(name, set()).add(member)
@@ -125,21 +125,6 @@ class Leases:
             members.discard(member)
             if not members:
                 del self._held[name]
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="stream-leases")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
-            with contextlib.suppress(Exception):  # Redis away: the next tick tries again
-                await self.renew()
 
     async def renew(self) -> None:
         if not self._held:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from redis.exceptions import ResponseError
 
@@ -89,6 +91,22 @@ async def test_regression_18_5_a_live_reader_that_falls_behind_the_cap_gets_curs
         await redis.aclose()
 
 
+@contextlib.asynccontextmanager
+async def _send_path(redis_url: str, buffer: int | None = None):  # type: ignore[no-untyped-def]
+    """What a send's reader stands on: a hub, a store that counts its stream reads, an active session."""
+    settings = Settings()
+    redis = connect.client(redis_url)
+    hub = Hub(redis_url) if buffer is None else Hub(redis_url, buffer=buffer)
+    await hub.start()
+    try:
+        ses = new_id("ses")
+        await redis.hset(keys.session(ses), mapping={"status": "active", "namespace_id": "ns_x"})
+        yield settings, redis, hub, CountingReads(redis, settings), ses
+    finally:
+        await hub.stop()
+        await redis.aclose()
+
+
 async def _accepted(store: MessageStore, redis, hub: Hub, ses: str):  # type: ignore[no-untyped-def]
     """A send's order: subscribe to a message that does not exist yet, then accept it."""
     msg = new_id("msg")
@@ -100,14 +118,7 @@ async def _accepted(store: MessageStore, redis, hub: Hub, ses: str):  # type: ig
 async def test_a_just_accepted_message_is_read_from_the_live_path_alone(redis_url):
     """The send path's reader does no stream read of its own: every entry, the ACCEPT script's
     queued note included, reaches it published, in order, up to the terminal event."""
-    settings = Settings()
-    redis = connect.client(redis_url)
-    hub = Hub(redis_url)
-    await hub.start()
-    store = CountingReads(redis, settings)
-    try:
-        ses = new_id("ses")
-        await redis.hset(keys.session(ses), mapping={"status": "active", "namespace_id": "ns_x"})
+    async with _send_path(redis_url) as (settings, redis, hub, store, ses):
         first, sub1 = await _accepted(store, redis, hub, ses)
         second, sub2 = await _accepted(store, redis, hub, ses)  # queued behind the first
         readers = [reader_for_new(store, sub1, settings, ses, first), reader_for_new(store, sub2, settings, ses, second)]
@@ -123,21 +134,11 @@ async def test_a_just_accepted_message_is_read_from_the_live_path_alone(redis_ur
         for r in readers:
             await r.aclose()
         assert hub.subscriber_count() == 0
-    finally:
-        await hub.stop()
-        await redis.aclose()
 
 
 async def test_a_just_accepted_message_whose_reader_falls_behind_reads_the_stream(redis_url):
     """Without the opening read, a reader that overflows its buffer still misses nothing."""
-    settings = Settings()
-    redis = connect.client(redis_url)
-    hub = Hub(redis_url, buffer=2)  # tiny buffer: overflow is certain
-    await hub.start()
-    store = CountingReads(redis, settings)
-    try:
-        ses = new_id("ses")
-        await redis.hset(keys.session(ses), mapping={"status": "active", "namespace_id": "ns_x"})
+    async with _send_path(redis_url, buffer=2) as (settings, redis, hub, store, ses):  # tiny buffer: overflow is certain
         msg, sub = await _accepted(store, redis, hub, ses)
         reader = reader_for_new(store, sub, settings, ses, msg)
         attempt, _ = await store.claim(ses, msg, "test")
@@ -149,6 +150,3 @@ async def test_a_just_accepted_message_whose_reader_falls_behind_reads_the_strea
         assert [e[0].decode() for e in got] == sent
         assert store.reads >= 1  # the overflow was caught up from the stream
         await reader.aclose()
-    finally:
-        await hub.stop()
-        await redis.aclose()
